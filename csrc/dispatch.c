@@ -1,0 +1,244 @@
+/*
+ * The one place that chooses an implementation.
+ *
+ * CPU features are read once with CPUID and, for the AVX and AVX-512 register
+ * files, XGETBV: a CPU may report AVX-512 while the OS has not enabled the zmm
+ * state (XCR0 bits 5-7), in which case using it faults (Intel SDM vol. 1, 13.3 and
+ * 15.2).  The environment variable SLS_ENVELOPE_DISABLE masks features (a
+ * comma-separated list of names from cpu_names below, or "all"), so tests can run
+ * every path, and the portable path alone, on one machine.
+ *
+ * Each algorithm's implementations are listed fastest first; the first whose parts
+ * all pass their probes is the default.  The choice is made once per key, at
+ * sls_env_aead_new(), as AWS-LC's GCM does.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#if SLS_ENV_X86
+#include <cpuid.h>
+#endif
+
+static const struct {
+    const char *name;
+    uint32_t bits;
+} cpu_names[] = {
+    {"ssse3", SLS_ENV_CPU_SSSE3},
+    {"sse4.1", SLS_ENV_CPU_SSE41},
+    {"aesni", SLS_ENV_CPU_AESNI},
+    {"pclmul", SLS_ENV_CPU_PCLMUL},
+    {"avx", SLS_ENV_CPU_AVX},
+    {"avx2", SLS_ENV_CPU_AVX2},
+    {"avx512f", SLS_ENV_CPU_AVX512F},
+    {"avx512bw", SLS_ENV_CPU_AVX512BW},
+    {"avx512vl", SLS_ENV_CPU_AVX512VL},
+    {"avx512dq", SLS_ENV_CPU_AVX512DQ},
+    {"avx512vbmi", SLS_ENV_CPU_AVX512VBMI},
+    {"vaes", SLS_ENV_CPU_VAES},
+    {"vpclmulqdq", SLS_ENV_CPU_VPCLMUL},
+    {"gfni", SLS_ENV_CPU_GFNI},
+    {"bmi2", SLS_ENV_CPU_BMI2},
+};
+
+#if SLS_ENV_X86
+static uint64_t read_xcr0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static uint32_t probe_cpu(void)
+{
+    unsigned a, b, c, d;
+    uint32_t f = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    if (c & (1u << 9)) f |= SLS_ENV_CPU_SSSE3;
+    if (c & (1u << 19)) f |= SLS_ENV_CPU_SSE41;
+    if (c & (1u << 25)) f |= SLS_ENV_CPU_AESNI;
+    if (c & (1u << 1)) f |= SLS_ENV_CPU_PCLMUL;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    uint64_t xcr0 = osxsave ? read_xcr0() : 0;
+    int ymm_ok = osxsave && (xcr0 & 0x6) == 0x6;     /* SSE and AVX state */
+    int zmm_ok = ymm_ok && (xcr0 & 0xE0) == 0xE0;   /* opmask, ZMM_Hi256, Hi16_ZMM */
+    if (avx && ymm_ok) f |= SLS_ENV_CPU_AVX;
+    unsigned max_leaf = __get_cpuid_max(0, NULL);
+    if (max_leaf >= 7) {
+        __cpuid_count(7, 0, a, b, c, d);
+        if (b & (1u << 8)) f |= SLS_ENV_CPU_BMI2;
+        if (ymm_ok) {
+            if (b & (1u << 5)) f |= SLS_ENV_CPU_AVX2;
+            /* VAES and VPCLMULQDQ on ymm need only the AVX state. */
+            if (c & (1u << 9)) f |= SLS_ENV_CPU_VAES;
+            if (c & (1u << 10)) f |= SLS_ENV_CPU_VPCLMUL;
+            if (c & (1u << 8)) f |= SLS_ENV_CPU_GFNI;
+        }
+        if (zmm_ok && (b & (1u << 16))) {
+            f |= SLS_ENV_CPU_AVX512F;
+            if (b & (1u << 30)) f |= SLS_ENV_CPU_AVX512BW;
+            if (b & (1u << 31)) f |= SLS_ENV_CPU_AVX512VL;
+            if (b & (1u << 17)) f |= SLS_ENV_CPU_AVX512DQ;
+            if (c & (1u << 1)) f |= SLS_ENV_CPU_AVX512VBMI;
+        }
+    }
+    /* GFNI's legacy SSE form needs no AVX; we only use its VEX/EVEX forms. */
+    if (!ymm_ok) f &= ~(uint32_t)SLS_ENV_CPU_GFNI;
+    return f;
+}
+#else
+static uint32_t probe_cpu(void) { return 0; }
+#endif
+
+static uint32_t disabled_by_env(void)
+{
+    const char *s = getenv("SLS_ENVELOPE_DISABLE");
+    uint32_t off = 0;
+    if (s == NULL)
+        return 0;
+    while (*s) {
+        size_t n = strcspn(s, ", ");
+        if (n == 3 && memcmp(s, "all", 3) == 0)
+            off = ~(uint32_t)0;
+        else if (n == 6 && memcmp(s, "avx512", 6) == 0)
+            off |= SLS_ENV_CPU_AVX512F | SLS_ENV_CPU_AVX512BW | SLS_ENV_CPU_AVX512VL |
+                   SLS_ENV_CPU_AVX512DQ | SLS_ENV_CPU_AVX512VBMI;
+        for (size_t i = 0; i < sizeof cpu_names / sizeof cpu_names[0]; i++)
+            if (strlen(cpu_names[i].name) == n && memcmp(s, cpu_names[i].name, n) == 0)
+                off |= cpu_names[i].bits;
+        s += n;
+        while (*s == ',' || *s == ' ')
+            s++;
+    }
+    return off;
+}
+
+/* Computed once; a race only computes the same value twice. */
+static uint32_t cpu_cache;
+static int cpu_ready;
+
+uint32_t sls_env_cpu(void)
+{
+    if (__atomic_load_n(&cpu_ready, __ATOMIC_ACQUIRE))
+        return cpu_cache;
+    uint32_t f = probe_cpu() & ~disabled_by_env();
+    __atomic_store_n(&cpu_cache, f, __ATOMIC_RELAXED);
+    __atomic_store_n(&cpu_ready, 1, __ATOMIC_RELEASE);
+    return f;
+}
+
+const char *sls_env_cpu_features(void)
+{
+    static char buf[256];
+    static int done;
+    if (__atomic_load_n(&done, __ATOMIC_ACQUIRE))
+        return buf;
+    char tmp[256] = "";
+    size_t used = 0;
+    uint32_t f = sls_env_cpu();
+    for (size_t i = 0; i < sizeof cpu_names / sizeof cpu_names[0]; i++) {
+        if (!(f & cpu_names[i].bits))
+            continue;
+        size_t n = strlen(cpu_names[i].name);
+        if (used + n + 2 >= sizeof tmp)
+            break;
+        if (used)
+            tmp[used++] = ',';
+        memcpy(tmp + used, cpu_names[i].name, n);
+        used += n;
+        tmp[used] = 0;
+    }
+    memcpy(buf, tmp, sizeof buf);
+    __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+    return buf;
+}
+
+/* ---- the implementations, fastest first ---------------------------------- */
+
+static const sls_env_gcm_impl aesgcm_portable = {
+    "portable", SLS_ENV_AES_GCM, &sls_env_aes_portable, &sls_env_ghash_portable, NULL, NULL,
+};
+static const sls_env_gcm_impl sm4gcm_portable = {
+    "portable", SLS_ENV_SM4_GCM, &sls_env_sm4_portable, &sls_env_ghash_portable, NULL, NULL,
+};
+
+static const sls_env_gcm_impl *const aes_impls[] = {
+    &aesgcm_portable,
+};
+static const sls_env_gcm_impl *const sm4_impls[] = {
+    &sm4gcm_portable,
+};
+
+static const sls_env_gcm_impl *const *impls_of(int alg, size_t *count)
+{
+    switch (alg) {
+    case SLS_ENV_AES_GCM:
+        *count = sizeof aes_impls / sizeof aes_impls[0];
+        return aes_impls;
+    case SLS_ENV_SM4_GCM:
+        *count = sizeof sm4_impls / sizeof sm4_impls[0];
+        return sm4_impls;
+    default:
+        *count = 0;
+        return NULL;
+    }
+}
+
+static int runs_here(const sls_env_gcm_impl *impl)
+{
+    return impl->cipher->supported() && impl->ghash->supported();
+}
+
+int sls_env_impl_count_all(int alg)
+{
+    size_t n;
+    impls_of(alg, &n);
+    return (int)n;
+}
+
+const char *sls_env_impl_name_all(int alg, int index)
+{
+    size_t n;
+    const sls_env_gcm_impl *const *list = impls_of(alg, &n);
+    if (index < 0 || (size_t)index >= n)
+        return NULL;
+    return list[index]->name;
+}
+
+int sls_env_impl_count(int alg)
+{
+    size_t n;
+    const sls_env_gcm_impl *const *list = impls_of(alg, &n);
+    int k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += runs_here(list[i]);
+    return k;
+}
+
+const char *sls_env_impl_name(int alg, int index)
+{
+    size_t n;
+    const sls_env_gcm_impl *const *list = impls_of(alg, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (!runs_here(list[i]))
+            continue;
+        if (index-- == 0)
+            return list[i]->name;
+    }
+    return NULL;
+}
+
+const sls_env_gcm_impl *sls_env_dispatch_find(int alg, const char *name)
+{
+    size_t n;
+    const sls_env_gcm_impl *const *list = impls_of(alg, &n);
+    for (size_t i = 0; i < n; i++) {
+        if (!runs_here(list[i]))
+            continue;
+        if (name == NULL || name[0] == 0 || strcmp(name, list[i]->name) == 0)
+            return list[i];
+    }
+    return NULL;
+}

@@ -1,0 +1,361 @@
+/*
+ * GCM over any block cipher and GHASH implementation, NIST SP 800-38D.
+ *
+ * With a 96-bit IV, J0 = IV || 0^31 || 1 (section 7.1, step 2); the plaintext is
+ * CTR-encrypted from inc32(J0); S = GHASH_H(A || 0^v || C || 0^u || [len(A)]_64 ||
+ * [len(C)]_64); T = MSB_128(GCTR(J0, S)) = E(K, J0) ^ S.  Whole blocks go through the
+ * implementation's stitched bulk routine when it has one, otherwise through CTR then
+ * GHASH in L1-sized chunks; the last partial block is handled here.
+ *
+ * Decryption verifies in constant time (sls_env_ct_equal) and, on a mismatch, zeroes
+ * every byte of output it wrote before returning SLS_ENV_ERR_AUTH, so no unverified
+ * plaintext is released (SP 800-38D section 7.2, step 8: "return FAIL").
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* CTR and GHASH run over 4 KiB at a time when not stitched, so the ciphertext is
+ * still in L1 when GHASH reads it. */
+#define CHUNK_BLOCKS 256
+
+int sls_env_aead_new(sls_env_aead **out, int alg, const uint8_t *key, size_t key_len,
+                     const char *impl_name)
+{
+    if (out == NULL)
+        return SLS_ENV_ERR_ARG;
+    *out = NULL;
+    if (alg != SLS_ENV_AES_GCM && alg != SLS_ENV_SM4_GCM)
+        return SLS_ENV_ERR_ALG;
+    if (key == NULL)
+        return SLS_ENV_ERR_ARG;
+    if (alg == SLS_ENV_AES_GCM ? (key_len != 16 && key_len != 24 && key_len != 32) : key_len != 16)
+        return SLS_ENV_ERR_KEY_SIZE;
+    const sls_env_gcm_impl *impl = sls_env_dispatch_find(alg, impl_name);
+    if (impl == NULL)
+        return SLS_ENV_ERR_IMPL;
+
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, sizeof(sls_env_aead)) != 0)
+        return SLS_ENV_ERR_NOMEM;
+    sls_env_aead *ctx = mem;
+    memset(ctx, 0, sizeof *ctx);
+    ctx->impl = impl;
+    ctx->alg = alg;
+    int rc = impl->cipher->init(ctx->cipher_state, key, key_len);
+    if (rc != SLS_ENV_OK) {
+        sls_env_aead_free(ctx);
+        return rc;
+    }
+    /* H = E(K, 0^128) (section 6.4). */
+    uint8_t h[16] = {0};
+    impl->cipher->ecb(ctx->cipher_state, h, h, 1);
+    impl->ghash->init(ctx->ghash_state, h);
+    sls_env_wipe(h, sizeof h);
+    *out = ctx;
+    return SLS_ENV_OK;
+}
+
+void sls_env_aead_free(sls_env_aead *ctx)
+{
+    if (ctx == NULL)
+        return;
+    sls_env_wipe(ctx, sizeof *ctx);
+    free(ctx);
+}
+
+const char *sls_env_aead_impl(const sls_env_aead *ctx)
+{
+    return ctx ? ctx->impl->name : NULL;
+}
+
+int sls_env_aead_alg(const sls_env_aead *ctx)
+{
+    return ctx ? ctx->alg : 0;
+}
+
+int sls_env_block_encrypt(const sls_env_aead *ctx, const uint8_t *in, uint8_t *out, size_t nblocks)
+{
+    if (ctx == NULL || (nblocks && (in == NULL || out == NULL)))
+        return SLS_ENV_ERR_ARG;
+    if (nblocks)
+        ctx->impl->cipher->ecb(ctx->cipher_state, in, out, nblocks);
+    return SLS_ENV_OK;
+}
+
+/* GHASH over data, zero-padding a final partial block (the 0^v / 0^u of 7.1). */
+static void ghash_padded(const sls_env_aead *ctx, uint8_t y[16], const uint8_t *data, size_t len)
+{
+    const sls_env_ghash_impl *g = ctx->impl->ghash;
+    size_t whole = len / 16, rem = len % 16;
+    if (whole)
+        g->update(ctx->ghash_state, y, data, whole);
+    if (rem) {
+        uint8_t last[16] = {0};
+        memcpy(last, data + whole * 16, rem);
+        g->update(ctx->ghash_state, y, last, 1);
+    }
+}
+
+static void set_counter(uint8_t block[16], const uint8_t *nonce, uint32_t counter)
+{
+    memcpy(block, nonce, 12);
+    sls_env_store_be32(block + 12, counter);
+}
+
+/* T = E(K, J0) ^ GHASH(... || [len(A)]_64 || [len(C)]_64). */
+static void finish_tag(const sls_env_aead *ctx, const uint8_t *nonce, uint8_t y[16],
+                       size_t aad_len, size_t msg_len, uint8_t tag[16])
+{
+    uint8_t block[16];
+    sls_env_store_be64(block, (uint64_t)aad_len * 8);
+    sls_env_store_be64(block + 8, (uint64_t)msg_len * 8);
+    ctx->impl->ghash->update(ctx->ghash_state, y, block, 1);
+    uint8_t j0[16];
+    set_counter(j0, nonce, 1);
+    ctx->impl->cipher->ctr32(ctx->cipher_state, j0, y, tag, 1);
+    sls_env_wipe(j0, sizeof j0);
+}
+
+static int check_lengths(size_t aad_len, size_t msg_len)
+{
+    if ((uint64_t)msg_len > SLS_ENV_MAX_MESSAGE || (uint64_t)aad_len > SLS_ENV_MAX_MESSAGE)
+        return SLS_ENV_ERR_TOO_LONG;
+    return SLS_ENV_OK;
+}
+
+/* Seal one message: out = C || T, C of len bytes. */
+static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
+                 const uint8_t *in, size_t len, uint8_t *out)
+{
+    const sls_env_gcm_impl *impl = ctx->impl;
+    const void *cs = ctx->cipher_state, *gs = ctx->ghash_state;
+    uint8_t y[16] = {0}, ctr[16];
+    ghash_padded(ctx, y, aad, aad_len);
+
+    size_t whole = len / 16, rem = len % 16;
+    uint32_t counter = 2; /* inc32(J0) */
+    if (impl->seal_bulk && whole) {
+        set_counter(ctr, nonce, counter);
+        impl->seal_bulk(cs, gs, ctr, y, in, out, whole);
+    } else {
+        for (size_t done = 0; done < whole;) {
+            size_t n = whole - done < CHUNK_BLOCKS ? whole - done : CHUNK_BLOCKS;
+            set_counter(ctr, nonce, counter + (uint32_t)done);
+            impl->cipher->ctr32(cs, ctr, in + done * 16, out + done * 16, n);
+            impl->ghash->update(gs, y, out + done * 16, n);
+            done += n;
+        }
+    }
+    if (rem) {
+        uint8_t last[16] = {0};
+        memcpy(last, in + whole * 16, rem);
+        set_counter(ctr, nonce, counter + (uint32_t)whole);
+        impl->cipher->ctr32(cs, ctr, last, last, 1);
+        memset(last + rem, 0, 16 - rem); /* C's padding is zeros, not keystream */
+        memcpy(out + whole * 16, last, rem);
+        impl->ghash->update(gs, y, last, 1);
+        sls_env_wipe(last, sizeof last);
+    }
+    finish_tag(ctx, nonce, y, aad_len, len, out + len);
+    sls_env_wipe(y, sizeof y);
+}
+
+/* Open one message of len bytes of ciphertext followed by its tag. */
+static int open_one(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
+                    size_t aad_len, const uint8_t *in, size_t len, uint8_t *out)
+{
+    const sls_env_gcm_impl *impl = ctx->impl;
+    const void *cs = ctx->cipher_state, *gs = ctx->ghash_state;
+    uint8_t y[16] = {0}, ctr[16], tag[16], expected[16];
+    memcpy(tag, in + len, 16); /* before any in-place write */
+    ghash_padded(ctx, y, aad, aad_len);
+
+    size_t whole = len / 16, rem = len % 16;
+    uint32_t counter = 2;
+    if (impl->open_bulk && whole) {
+        set_counter(ctr, nonce, counter);
+        impl->open_bulk(cs, gs, ctr, y, in, out, whole);
+    } else {
+        for (size_t done = 0; done < whole;) {
+            size_t n = whole - done < CHUNK_BLOCKS ? whole - done : CHUNK_BLOCKS;
+            set_counter(ctr, nonce, counter + (uint32_t)done);
+            impl->ghash->update(gs, y, in + done * 16, n);
+            impl->cipher->ctr32(cs, ctr, in + done * 16, out + done * 16, n);
+            done += n;
+        }
+    }
+    if (rem) {
+        uint8_t last[16] = {0};
+        memcpy(last, in + whole * 16, rem);
+        impl->ghash->update(gs, y, last, 1);
+        set_counter(ctr, nonce, counter + (uint32_t)whole);
+        impl->cipher->ctr32(cs, ctr, last, last, 1);
+        memcpy(out + whole * 16, last, rem);
+        sls_env_wipe(last, sizeof last);
+    }
+    finish_tag(ctx, nonce, y, aad_len, len, expected);
+    int ok = sls_env_ct_equal(expected, tag, 16);
+    sls_env_wipe(y, sizeof y);
+    sls_env_wipe(expected, sizeof expected);
+    if (!ok) {
+        sls_env_wipe(out, len);
+        return SLS_ENV_ERR_AUTH;
+    }
+    return SLS_ENV_OK;
+}
+
+int sls_env_aead_encrypt(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
+                         size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *out)
+{
+    if (ctx == NULL || nonce == NULL || out == NULL || (aad_len && aad == NULL) ||
+        (in_len && in == NULL))
+        return SLS_ENV_ERR_ARG;
+    int rc = check_lengths(aad_len, in_len);
+    if (rc != SLS_ENV_OK)
+        return rc;
+    seal(ctx, nonce, aad, aad_len, in, in_len, out);
+    return SLS_ENV_OK;
+}
+
+int sls_env_aead_decrypt(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
+                         size_t aad_len, const uint8_t *in, size_t in_len, uint8_t *out)
+{
+    if (ctx == NULL || nonce == NULL || in == NULL || (aad_len && aad == NULL))
+        return SLS_ENV_ERR_ARG;
+    if (in_len < 16)
+        return SLS_ENV_ERR_SHORT;
+    if (in_len > 16 && out == NULL)
+        return SLS_ENV_ERR_ARG;
+    int rc = check_lengths(aad_len, in_len - 16);
+    if (rc != SLS_ENV_OK)
+        return rc;
+    return open_one(ctx, nonce, aad, aad_len, in, in_len - 16, out);
+}
+
+int sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
+                                 size_t aad_len, const uint8_t *in, size_t in_len, uint8_t **out)
+{
+    if (out == NULL)
+        return SLS_ENV_ERR_ARG;
+    *out = NULL;
+    if (in_len > SIZE_MAX - 16)
+        return SLS_ENV_ERR_TOO_LONG;
+    uint8_t *buf = sls_env_scratch(in_len + 16);
+    if (buf == NULL)
+        return SLS_ENV_ERR_NOMEM;
+    int rc = sls_env_aead_encrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
+    if (rc == SLS_ENV_OK)
+        *out = buf;
+    return rc;
+}
+
+int sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
+                                 size_t aad_len, const uint8_t *in, size_t in_len, uint8_t **out)
+{
+    if (out == NULL)
+        return SLS_ENV_ERR_ARG;
+    *out = NULL;
+    uint8_t *buf = sls_env_scratch(in_len >= 16 ? in_len - 16 : 0);
+    if (buf == NULL)
+        return SLS_ENV_ERR_NOMEM;
+    int rc = sls_env_aead_decrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
+    if (rc == SLS_ENV_OK)
+        *out = buf;
+    return rc;
+}
+
+/* ---- batches ------------------------------------------------------------------ */
+
+/* Walks the packed inputs of a batch call: message i's bytes, AAD and nonce. */
+struct batch_cursor {
+    const uint8_t *in, *aad, *nonces;
+    const size_t *in_lens, *aad_lens;
+    size_t in_len_each, aad_len_each;
+    int aad_shared;
+};
+
+static size_t in_len_at(const struct batch_cursor *b, size_t i)
+{
+    return b->in_lens ? b->in_lens[i] : b->in_len_each;
+}
+
+static size_t aad_len_at(const struct batch_cursor *b, size_t i)
+{
+    return b->aad_lens && !b->aad_shared ? b->aad_lens[i] : b->aad_len_each;
+}
+
+/* Pointers every non-empty batch needs; message and AAD pointers are checked per
+ * length below, since all-empty messages may come with NULL. */
+static int batch_args_ok(const sls_env_aead *ctx, size_t n, const uint8_t *nonces, const uint8_t *out)
+{
+    return ctx != NULL && (n == 0 || (nonces != NULL && out != NULL));
+}
+
+int sls_env_aead_encrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *nonces,
+                              const uint8_t *aad, const size_t *aad_lens, size_t aad_len_each,
+                              int aad_shared, const uint8_t *in, const size_t *in_lens,
+                              size_t in_len_each, uint8_t *out)
+{
+    if (!batch_args_ok(ctx, n, nonces, out))
+        return SLS_ENV_ERR_ARG;
+    struct batch_cursor b = {in, aad, nonces, in_lens, aad_lens, in_len_each, aad_len_each, aad_shared};
+    /* Check every length before writing anything. */
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_lengths(aad_len_at(&b, i), in_len_at(&b, i));
+        if (rc != SLS_ENV_OK)
+            return rc;
+        if ((in_len_at(&b, i) && in == NULL) || (aad_len_at(&b, i) && aad == NULL))
+            return SLS_ENV_ERR_ARG;
+    }
+    const uint8_t *m = in, *a = aad;
+    for (size_t i = 0; i < n; i++) {
+        size_t mlen = in_len_at(&b, i), alen = aad_len_at(&b, i);
+        seal(ctx, nonces + 12 * i, a, alen, m, mlen, out);
+        out += mlen + 16;
+        m += mlen;
+        if (!aad_shared)
+            a += alen;
+    }
+    return SLS_ENV_OK;
+}
+
+int sls_env_aead_decrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *nonces,
+                              const uint8_t *aad, const size_t *aad_lens, size_t aad_len_each,
+                              int aad_shared, const uint8_t *in, const size_t *in_lens,
+                              size_t in_len_each, uint8_t *out, size_t *failed_index)
+{
+    if (!batch_args_ok(ctx, n, nonces, out) || failed_index == NULL)
+        return SLS_ENV_ERR_ARG;
+    *failed_index = 0;
+    struct batch_cursor b = {in, aad, nonces, in_lens, aad_lens, in_len_each, aad_len_each, aad_shared};
+    for (size_t i = 0; i < n; i++) {
+        size_t clen = in_len_at(&b, i);
+        if (clen < 16) {
+            *failed_index = i;
+            return SLS_ENV_ERR_SHORT;
+        }
+        int rc = check_lengths(aad_len_at(&b, i), clen - 16);
+        if (rc != SLS_ENV_OK) {
+            *failed_index = i;
+            return rc;
+        }
+        if (aad_len_at(&b, i) && aad == NULL)
+            return SLS_ENV_ERR_ARG;
+    }
+    const uint8_t *c = in, *a = aad;
+    uint8_t *o = out;
+    for (size_t i = 0; i < n; i++) {
+        size_t clen = in_len_at(&b, i), alen = aad_len_at(&b, i);
+        if (open_one(ctx, nonces + 12 * i, a, alen, c, clen - 16, o) != SLS_ENV_OK) {
+            *failed_index = i;
+            sls_env_wipe(out, (size_t)(o - out)); /* nothing partial is released */
+            return SLS_ENV_ERR_AUTH;
+        }
+        o += clen - 16;
+        c += clen;
+        if (!aad_shared)
+            a += alen;
+    }
+    return SLS_ENV_OK;
+}

@@ -1,0 +1,132 @@
+/*
+ * sls-envelope C kernel: public API.
+ *
+ * AES-GCM (128/192/256-bit keys) and SM4-GCM with 96-bit nonces and 128-bit tags,
+ * per NIST SP 800-38D and RFC 8998.  A context is set up once per key; the
+ * implementation (portable constant-time, AES-NI, VAES, GFNI, ...) is chosen once,
+ * at that moment, by dispatch.c.  Every function here is thread-safe for a shared
+ * context: a context is read-only after sls_env_aead_new().
+ *
+ * Every symbol the library exports starts with sls_env_; everything else is
+ * static or hidden.
+ */
+#ifndef SLS_ENV_H
+#define SLS_ENV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Algorithms. */
+#define SLS_ENV_AES_GCM 1
+#define SLS_ENV_SM4_GCM 2
+
+#define SLS_ENV_NONCE_LEN 12
+#define SLS_ENV_TAG_LEN 16
+
+/*
+ * SP 800-38D section 5.2.1.1: a plaintext holds at most 2^39 - 256 bits, i.e.
+ * 2^32 - 2 blocks of 16 bytes.  (AAD has a larger limit, 2^61 - 1 bytes, that no
+ * size_t reaches on a 64-bit host except by mistake; we cap it at the same value.)
+ */
+#define SLS_ENV_MAX_MESSAGE ((uint64_t)0xFFFFFFFEu * 16u)
+
+/* Result codes.  0 is success; everything else is negative. */
+#define SLS_ENV_OK 0
+#define SLS_ENV_ERR_ALG -1        /* unknown algorithm */
+#define SLS_ENV_ERR_KEY_SIZE -2   /* key length not valid for the algorithm */
+#define SLS_ENV_ERR_IMPL -3       /* unknown implementation, or not supported by this CPU */
+#define SLS_ENV_ERR_NOMEM -4      /* allocation failed */
+#define SLS_ENV_ERR_TOO_LONG -5   /* message or AAD over the SP 800-38D limit */
+#define SLS_ENV_ERR_SHORT -6      /* ciphertext shorter than the tag */
+#define SLS_ENV_ERR_AUTH -7       /* tag mismatch: output wiped */
+#define SLS_ENV_ERR_ARG -8        /* NULL pointer or otherwise invalid argument */
+
+typedef struct sls_env_aead sls_env_aead;
+
+/* Implementations of an algorithm that run on this CPU, fastest first.
+ * sls_env_impl_name() returns NULL past the end. */
+int sls_env_impl_count(int alg);
+const char *sls_env_impl_name(int alg, int index);
+
+/* Every implementation compiled in, whether or not this CPU can run it. */
+int sls_env_impl_count_all(int alg);
+const char *sls_env_impl_name_all(int alg, int index);
+
+/* Set up a key.  impl == NULL or "" picks the fastest that runs here. */
+int sls_env_aead_new(sls_env_aead **out, int alg, const uint8_t *key, size_t key_len,
+                     const char *impl);
+/* Wipe and release.  NULL is allowed. */
+void sls_env_aead_free(sls_env_aead *ctx);
+const char *sls_env_aead_impl(const sls_env_aead *ctx);
+int sls_env_aead_alg(const sls_env_aead *ctx);
+
+/*
+ * One message.  out receives in_len + 16 bytes (ciphertext || tag) on encrypt and
+ * in_len - 16 bytes on decrypt.  out may equal in (in place) but must not overlap it
+ * otherwise.  On SLS_ENV_ERR_AUTH the whole output is zeroed before returning.
+ */
+int sls_env_aead_encrypt(const sls_env_aead *ctx, const uint8_t *nonce,
+                         const uint8_t *aad, size_t aad_len,
+                         const uint8_t *in, size_t in_len, uint8_t *out);
+int sls_env_aead_decrypt(const sls_env_aead *ctx, const uint8_t *nonce,
+                         const uint8_t *aad, size_t aad_len,
+                         const uint8_t *in, size_t in_len, uint8_t *out);
+
+/*
+ * The same, writing into a buffer owned by the calling thread and grown as
+ * needed; *out receives its address (valid until the thread's next call of a
+ * *_scratch function).  This saves the caller an allocation per call.
+ */
+int sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
+                                 const uint8_t *aad, size_t aad_len,
+                                 const uint8_t *in, size_t in_len, uint8_t **out);
+int sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
+                                 const uint8_t *aad, size_t aad_len,
+                                 const uint8_t *in, size_t in_len, uint8_t **out);
+
+/* The calling thread's scratch buffer, grown to at least len bytes (NULL if
+ * allocation fails).  The *_scratch functions above write into the same buffer. */
+uint8_t *sls_env_scratch(size_t len);
+
+/*
+ * Many messages under one key in one call.  Messages are packed back to back in
+ * `in`; their lengths come from in_lens[i], or all equal to in_len_each when
+ * in_lens is NULL.  Nonces are 12 bytes each, back to back.  AAD likewise:
+ * aad_lens[i], or all aad_len_each long when aad_lens is NULL; with
+ * aad_shared != 0 one AAD of aad_len_each bytes serves every message.
+ * Output: each result back to back in `out` (message i: in_len(i) + 16 bytes on
+ * encrypt, in_len(i) - 16 on decrypt).
+ * On decrypt failure *failed_index names the first message whose tag did not
+ * verify and the whole output is zeroed: nothing partial is released.
+ */
+int sls_env_aead_encrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *nonces,
+                              const uint8_t *aad, const size_t *aad_lens, size_t aad_len_each,
+                              int aad_shared, const uint8_t *in, const size_t *in_lens,
+                              size_t in_len_each, uint8_t *out);
+int sls_env_aead_decrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *nonces,
+                              const uint8_t *aad, const size_t *aad_lens, size_t aad_len_each,
+                              int aad_shared, const uint8_t *in, const size_t *in_lens,
+                              size_t in_len_each, uint8_t *out, size_t *failed_index);
+
+/* Constant-time comparison of two buffers: 1 if equal, 0 if not. */
+int sls_env_ct_equal(const uint8_t *a, const uint8_t *b, size_t len);
+
+/* Zero memory in a way the compiler may not elide. */
+void sls_env_wipe(void *p, size_t len);
+
+/* Test hooks: raw single-block encryption with the chosen implementation, for the
+ * GB/T 32907 iterated example and block-level differential tests. */
+int sls_env_block_encrypt(const sls_env_aead *ctx, const uint8_t *in, uint8_t *out, size_t nblocks);
+
+/* CPU features that dispatch sees (after SLS_ENVELOPE_DISABLE masking), as a
+ * comma-separated list, for diagnostics. */
+const char *sls_env_cpu_features(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SLS_ENV_H */

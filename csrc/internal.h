@@ -1,0 +1,151 @@
+/*
+ * Internal interfaces of the C kernel: how implementations plug in.
+ *
+ * There are three kinds of parts, each in files named <prim>_<impl>.c as BearSSL
+ * does:
+ *   - a block cipher (csrc/aes/, csrc/sm4/): key schedule, raw blocks, CTR keystream;
+ *   - a GHASH (csrc/ghash/): multiplication by H in GF(2^128);
+ *   - optionally a stitched CTR+GHASH bulk routine for one cipher/GHASH pair
+ *     (Intel's GCM white paper, Gueron & Kounavis, "Intel Carry-Less Multiplication
+ *     Instruction and its Usage for Computing the GCM Mode", 2010/2014).
+ * dispatch.c lists the combinations (sls_env_gcm_impl) fastest first and is the one
+ * place that chooses; gcm.c runs SP 800-38D over whatever was chosen.
+ *
+ * Each hardware part has a _get()-style probe (`supported`) that looks at the CPU
+ * features dispatch.c found (CPUID and XGETBV), and enables its instruction sets per
+ * function with __attribute__((target(...))), never for the whole build.
+ */
+#ifndef SLS_ENV_INTERNAL_H
+#define SLS_ENV_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "sls_env.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SLS_ENV_HIDDEN __attribute__((visibility("hidden")))
+#define SLS_ENV_ALIGN(n) __attribute__((aligned(n)))
+#else
+#define SLS_ENV_HIDDEN
+#define SLS_ENV_ALIGN(n)
+#endif
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define SLS_ENV_X86 1
+#else
+#define SLS_ENV_X86 0
+#endif
+
+/* Opaque per-key state sizes.  Each implementation stores its expanded key (round
+ * keys, bitsliced key schedule, broadcast round keys...) in the first, and its
+ * table of powers of H in the second; both are 64-byte aligned. */
+#define SLS_ENV_CIPHER_STATE_SIZE 2048
+#define SLS_ENV_GHASH_STATE_SIZE 2048
+
+/* ---- CPU features (dispatch.c) ---------------------------------------------- */
+#define SLS_ENV_CPU_SSSE3 (1u << 0)
+#define SLS_ENV_CPU_SSE41 (1u << 1)
+#define SLS_ENV_CPU_AESNI (1u << 2)
+#define SLS_ENV_CPU_PCLMUL (1u << 3)
+#define SLS_ENV_CPU_AVX (1u << 4)      /* CPUID and OS-enabled ymm state (XCR0) */
+#define SLS_ENV_CPU_AVX2 (1u << 5)
+#define SLS_ENV_CPU_AVX512F (1u << 6)  /* CPUID and OS-enabled zmm/opmask state */
+#define SLS_ENV_CPU_AVX512BW (1u << 7)
+#define SLS_ENV_CPU_AVX512VL (1u << 8)
+#define SLS_ENV_CPU_AVX512DQ (1u << 9)
+#define SLS_ENV_CPU_VAES (1u << 10)
+#define SLS_ENV_CPU_VPCLMUL (1u << 11)
+#define SLS_ENV_CPU_GFNI (1u << 12)
+#define SLS_ENV_CPU_BMI2 (1u << 13)
+#define SLS_ENV_CPU_AVX512VBMI (1u << 14)
+
+/* Features found once (CPUID, XGETBV), less any named in SLS_ENVELOPE_DISABLE. */
+SLS_ENV_HIDDEN uint32_t sls_env_cpu(void);
+/* 1 if every feature in mask is present. */
+static inline int sls_env_cpu_has(uint32_t mask) { return (sls_env_cpu() & mask) == mask; }
+
+/* ---- parts ------------------------------------------------------------------ */
+
+typedef struct sls_env_block_cipher {
+    const char *name;
+    /* The probe: nonzero if this CPU (and OS) can run it. */
+    int (*supported)(void);
+    /* Expand key into state (SLS_ENV_CIPHER_STATE_SIZE bytes, 64-byte aligned).
+     * Returns SLS_ENV_OK or SLS_ENV_ERR_KEY_SIZE. */
+    int (*init)(void *state, const uint8_t *key, size_t key_len);
+    /* ECB-encrypt nblocks blocks (used for H, E(K, J0) and tests). */
+    void (*ecb)(const void *state, const uint8_t *in, uint8_t *out, size_t nblocks);
+    /* CTR with a 32-bit big-endian counter in the last four bytes of ctr (SP 800-38D
+     * inc32): out[i] = in[i] ^ E(K, ctr + i) for i < nblocks.  in == out is allowed;
+     * buffers need no alignment.  Callers guarantee the low 32 bits of ctr plus
+     * nblocks do not exceed 2^32 (no wrap), which a 96-bit nonce GCM always meets. */
+    void (*ctr32)(const void *state, const uint8_t ctr[16], const uint8_t *in, uint8_t *out,
+                  size_t nblocks);
+} sls_env_block_cipher;
+
+typedef struct sls_env_ghash_impl {
+    const char *name;
+    int (*supported)(void);
+    /* Precompute from H (as 16 bytes, GCM byte order) into state
+     * (SLS_ENV_GHASH_STATE_SIZE bytes, 64-byte aligned). */
+    void (*init)(void *state, const uint8_t h[16]);
+    /* y = (...((y ^ X1) * H ^ X2) * H ...) over nblocks whole blocks of data. */
+    void (*update)(const void *state, uint8_t y[16], const uint8_t *data, size_t nblocks);
+} sls_env_ghash_impl;
+
+/* A stitched CTR + GHASH routine over nblocks whole blocks: the GHASH input is the
+ * ciphertext (out when sealing, in when opening).  ctr is the first counter block;
+ * y is the GHASH accumulator, updated.  in == out is allowed. */
+typedef void (*sls_env_gcm_bulk_fn)(const void *cipher_state, const void *ghash_state,
+                                    const uint8_t ctr[16], uint8_t y[16], const uint8_t *in,
+                                    uint8_t *out, size_t nblocks);
+
+typedef struct sls_env_gcm_impl {
+    const char *name; /* the name users see: "portable", "aesni", "vaes512", "gfni"... */
+    int alg;          /* SLS_ENV_AES_GCM or SLS_ENV_SM4_GCM */
+    const sls_env_block_cipher *cipher;
+    const sls_env_ghash_impl *ghash;
+    sls_env_gcm_bulk_fn seal_bulk; /* NULL: gcm.c runs ctr32 then ghash update */
+    sls_env_gcm_bulk_fn open_bulk; /* NULL: gcm.c runs ghash update then ctr32 */
+} sls_env_gcm_impl;
+
+struct sls_env_aead {
+    SLS_ENV_ALIGN(64) uint8_t cipher_state[SLS_ENV_CIPHER_STATE_SIZE];
+    SLS_ENV_ALIGN(64) uint8_t ghash_state[SLS_ENV_GHASH_STATE_SIZE];
+    const sls_env_gcm_impl *impl;
+    int alg;
+};
+
+/* dispatch.c: the implementation to use for alg (name NULL = fastest available). */
+SLS_ENV_HIDDEN const sls_env_gcm_impl *sls_env_dispatch_find(int alg, const char *name);
+
+/* ---- parts registered in dispatch.c (each defined in its own file) ---------- */
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_portable;
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_portable;
+extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_portable;
+
+/* ---- small helpers ------------------------------------------------------------ */
+static inline uint32_t sls_env_load_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+static inline void sls_env_store_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+static inline uint64_t sls_env_load_be64(const uint8_t *p)
+{
+    return ((uint64_t)sls_env_load_be32(p) << 32) | sls_env_load_be32(p + 4);
+}
+static inline void sls_env_store_be64(uint8_t *p, uint64_t v)
+{
+    sls_env_store_be32(p, (uint32_t)(v >> 32));
+    sls_env_store_be32(p + 4, (uint32_t)v);
+}
+
+#endif /* SLS_ENV_INTERNAL_H */
