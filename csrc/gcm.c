@@ -233,36 +233,37 @@ int sls_env_aead_decrypt(const sls_env_aead *ctx, const uint8_t *nonce, const ui
     return open_one(ctx, nonce, aad, aad_len, in, in_len - 16, out);
 }
 
-int sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
-                                 size_t aad_len, const uint8_t *in, size_t in_len, uint8_t **out)
+static __thread int last_error;
+
+int sls_env_last_error(void)
 {
-    if (out == NULL)
-        return SLS_ENV_ERR_ARG;
-    *out = NULL;
-    if (in_len > SIZE_MAX - 16)
-        return SLS_ENV_ERR_TOO_LONG;
-    uint8_t *buf = sls_env_scratch(in_len + 16);
-    if (buf == NULL)
-        return SLS_ENV_ERR_NOMEM;
-    int rc = sls_env_aead_encrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
-    if (rc == SLS_ENV_OK)
-        *out = buf;
-    return rc;
+    return last_error;
 }
 
-int sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
-                                 size_t aad_len, const uint8_t *in, size_t in_len, uint8_t **out)
+char *sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
+                                   const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                                   size_t in_len)
 {
-    if (out == NULL)
-        return SLS_ENV_ERR_ARG;
-    *out = NULL;
-    uint8_t *buf = sls_env_scratch(in_len >= 16 ? in_len - 16 : 0);
-    if (buf == NULL)
-        return SLS_ENV_ERR_NOMEM;
-    int rc = sls_env_aead_decrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
+    uint8_t *buf = in_len <= SIZE_MAX - 16 ? sls_env_scratch(in_len + 16) : NULL;
+    int rc = buf == NULL ? SLS_ENV_ERR_NOMEM
+                         : sls_env_aead_encrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
     if (rc == SLS_ENV_OK)
-        *out = buf;
-    return rc;
+        return (char *)buf;
+    last_error = rc;
+    return NULL;
+}
+
+char *sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
+                                   const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                                   size_t in_len)
+{
+    uint8_t *buf = sls_env_scratch(in_len >= 16 ? in_len - 16 : 0);
+    int rc = buf == NULL ? SLS_ENV_ERR_NOMEM
+                         : sls_env_aead_decrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
+    if (rc == SLS_ENV_OK)
+        return (char *)buf;
+    last_error = rc;
+    return NULL;
 }
 
 /* ---- batches ------------------------------------------------------------------ */

@@ -77,16 +77,20 @@ int sls_env_aead_decrypt(const sls_env_aead *ctx, const uint8_t *nonce,
                          const uint8_t *in, size_t in_len, uint8_t *out);
 
 /*
- * The same, writing into a buffer owned by the calling thread and grown as
- * needed; *out receives its address (valid until the thread's next call of a
- * *_scratch function).  This saves the caller an allocation per call.
+ * The same, writing into a buffer owned by the calling thread and grown as needed
+ * (see sls_env_scratch); the result is that buffer (as char *, which bindings
+ * read as bytes), valid until the thread's next
+ * scratch call, or NULL on error, with the code in sls_env_last_error().  This saves
+ * the caller an allocation and an out-parameter per call.
  */
-int sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
-                                 const uint8_t *aad, size_t aad_len,
-                                 const uint8_t *in, size_t in_len, uint8_t **out);
-int sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
-                                 const uint8_t *aad, size_t aad_len,
-                                 const uint8_t *in, size_t in_len, uint8_t **out);
+char *sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
+                                   const uint8_t *aad, size_t aad_len,
+                                   const uint8_t *in, size_t in_len);
+char *sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
+                                   const uint8_t *aad, size_t aad_len,
+                                   const uint8_t *in, size_t in_len);
+/* The code of the calling thread's last failed *_scratch call. */
+int sls_env_last_error(void);
 
 /* The calling thread's scratch buffer, grown to at least len bytes (NULL if
  * allocation fails).  The *_scratch functions above write into the same buffer. */
