@@ -312,6 +312,48 @@ class _GcmAead:
             _raise_for(rc)
         return _split(buf, sizes)
 
+    # ---- records: header || C || T with the header as AAD (sls_envelope.format) --
+
+    def _seal_records(
+        self, header: bytes, nonce_offset: int, nonce_prefix: bytes, counter0: int,
+        messages: Sequence[Buffer],
+    ) -> List[bytes]:
+        """Seal messages as records sharing a header template; record i gets the nonce
+        nonce_prefix || be64(counter0 + i) inside its header.  One C call."""
+        packed = _Packed(messages, "messages")
+        sizes = [len(header) + size + TAG_SIZE for size in packed.sizes]
+        buf = self._scratch(sum(sizes))
+        rc = lib.sls_env_seal_records(
+            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter0,
+            len(sizes), packed.blob, packed.lens, packed.each, buf,
+        )
+        if rc != lib.SLS_ENV_OK:
+            _raise_for(rc)
+        return _split(buf, sizes)
+
+    def _seal_record(
+        self, header: bytes, nonce_offset: int, nonce_prefix: bytes, counter: int, message: Buffer
+    ) -> bytes:
+        """One record, without the packing work of _seal_records."""
+        data, size = (message, len(message)) if type(message) is bytes else _view(message, "batch")
+        total = len(header) + size + TAG_SIZE
+        buf = self._scratch(total)
+        rc = lib.sls_env_seal_records(
+            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter, 1, data,
+            ffi.NULL, size, buf,
+        )
+        if rc != lib.SLS_ENV_OK:
+            _raise_for(rc)
+        return ffi.unpack(ffi.cast("char *", buf), total)  # type: ignore[no-any-return]
+
+    def _open_record(self, record: Buffer, header_len: int, nonce_offset: int) -> bytes:
+        """Verify and decrypt one record; raises InvalidTag on any mismatch."""
+        data, size = (record, len(record)) if type(record) is bytes else _view(record, "record")
+        out = lib.sls_env_open_record(self._ctx, data, size, header_len, nonce_offset)
+        if out == ffi.NULL:
+            _raise_for(lib.sls_env_last_error())
+        return ffi.unpack(out, size - header_len - TAG_SIZE)  # type: ignore[no-any-return]
+
     # ---- helpers ---------------------------------------------------------------
 
     @staticmethod

@@ -116,6 +116,23 @@ int sls_env_aead_decrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *
                               int aad_shared, const uint8_t *in, const size_t *in_lens,
                               size_t in_len_each, uint8_t *out, size_t *failed_index);
 
+/*
+ * Records: self-describing sealed messages laid out as header || C || T, where the
+ * header is also the AAD and holds the 12-byte nonce at nonce_offset (the batch
+ * format of sls_envelope.format).  Sealing takes a header template and gives record
+ * i the nonce nonce_prefix (4 bytes) || big-endian 64-bit (counter0 + i), written
+ * into its header.  Messages are packed as in sls_env_aead_encrypt_many; records
+ * come out back to back, record i being header_len + in_len(i) + 16 bytes.
+ * Opening takes one record and writes its plaintext to the calling thread's scratch
+ * buffer (NULL on error, code in sls_env_last_error()).
+ */
+int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t header_len,
+                         size_t nonce_offset, const uint8_t *nonce_prefix, uint64_t counter0,
+                         size_t n, const uint8_t *in, const size_t *in_lens, size_t in_len_each,
+                         uint8_t *out);
+char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t record_len,
+                          size_t header_len, size_t nonce_offset);
+
 /* Constant-time comparison of two buffers: 1 if equal, 0 if not. */
 int sls_env_ct_equal(const uint8_t *a, const uint8_t *b, size_t len);
 
