@@ -4,10 +4,10 @@
  *
  * The S-box without tables.  SM4's S-box is affine-equivalent to the AES S-box:
  * both are inversion in GF(2^8) wrapped in affine maps, only over different
- * polynomial bases, and a change of basis is linear (Liu et al., "Finding the
- * affine equivalence of SM4 and AES S-boxes"; the Linux kernel's sm4-aesni-avx
- * design computes SM4's S-box with AESENCLAST for the same reason).  We found the
- * maps with a throwaway script over GF(2) and checked them on all 256 inputs:
+ * polynomial bases, and a change of basis is linear (the Linux kernel's
+ * sm4-aesni-avx design computes SM4's S-box with AESENCLAST for this reason).  We
+ * derived the maps over GF(2) with a throwaway script (from the GFNI form of the
+ * SM4 S-box and FIPS 197's affine map) and checked them on all 256 inputs:
  *
  *     S_sm4(x) = A2 * S_aes(A1 * x ^ c1) ^ c2,   c1 = 0x3e, c2 = 0x6c,
  *
@@ -17,9 +17,10 @@
  * Since S_aes(y) = S'(y) ^ 0x63 with S' the circuit without its output NOTs
  * (sls_env_bs_aes_sbox_noconst), S_sm4(x) = A2 * S'(A1 * x ^ 0x3e) ^ 0xd3
  * (A2 * 0x63 ^ c2 = 0xd3).  A1 and A2 are XOR networks on bit planes (12 and 16
- * XORs, found with Paar's greedy common-subexpression heuristic); the S-box in the
- * middle is the Boyar-Peralta circuit of common/bitslice.h.  So there are no table
- * lookups and no branches on data or key anywhere, key schedule included.
+ * XORs, found with Paar's greedy common-subexpression heuristic, C. Paar 1997);
+ * the S-box in the middle is the Boyar-Peralta circuit of common/bitslice.h.  So
+ * there are no table lookups and no branches on data or key anywhere, key schedule
+ * included.
  *
  * Layout: 16 blocks at a time, fully bitsliced across all 32 rounds.  Each of the
  * four 32-bit state words X0..X3 of the 16 blocks (64 bytes) is held as 8 bit
