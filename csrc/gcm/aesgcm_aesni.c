@@ -53,8 +53,17 @@ TARGET static inline __m128i group8(const aes_state *ks, const gh_state *hs, __m
 {
     __m128i b[8];
     const __m128i k0 = ks->rk[0];
-    for (int j = 0; j < 8; j++)
-        b[j] = _mm_xor_si128(ctr_swap(_mm_add_epi32(c, _mm_set_epi32(j, 0, 0, 0))), k0);
+    /* While the counter's low byte does not carry within the group, PADDD on the
+     * big-endian block (byte 15 is the top byte of lane 3) steps it with no byte
+     * swaps.  The test is on the counter, which is public (nonce and position). */
+    if ((uint32_t)_mm_extract_epi32(c, 3) % 256 <= 256 - 8) {
+        const __m128i cb = ctr_swap(c);
+        for (int j = 0; j < 8; j++)
+            b[j] = _mm_xor_si128(_mm_add_epi32(cb, _mm_set_epi32(j << 24, 0, 0, 0)), k0);
+    } else {
+        for (int j = 0; j < 8; j++)
+            b[j] = _mm_xor_si128(ctr_swap(_mm_add_epi32(c, _mm_set_epi32(j, 0, 0, 0))), k0);
+    }
 
     struct sls_env_ghash_acc a = {0};
     /* Rounds 1..8 each carry one block's three multiplications; round 9 the

@@ -60,6 +60,11 @@ SLS_ENV_GHASH_PCLMUL_TARGET static inline void sls_env_ghash_mul_first(struct sl
     a->mid = _mm_clmulepi64_si128(_mm_xor_si128(x, _mm_shuffle_epi32(x, 0x4E)), hk, 0x00);
 }
 
+/* Keeps the compiler from reassociating the sums: left alone, GCC 12 computes all
+ * 24 products of an eight-block group first and adds them up at the end, which
+ * needs far more than 16 xmm registers and spills every product to the stack. */
+#define SLS_ENV_GHASH_PIN(v) __asm__("" : "+x"(v))
+
 /* acc += x * h. */
 SLS_ENV_GHASH_PCLMUL_TARGET static inline void sls_env_ghash_mul_add(struct sls_env_ghash_acc *a,
                                                                      __m128i x, __m128i h,
@@ -69,6 +74,9 @@ SLS_ENV_GHASH_PCLMUL_TARGET static inline void sls_env_ghash_mul_add(struct sls_
     a->hi = _mm_xor_si128(a->hi, _mm_clmulepi64_si128(x, h, 0x11));
     a->mid = _mm_xor_si128(
         a->mid, _mm_clmulepi64_si128(_mm_xor_si128(x, _mm_shuffle_epi32(x, 0x4E)), hk, 0x00));
+    SLS_ENV_GHASH_PIN(a->lo);
+    SLS_ENV_GHASH_PIN(a->hi);
+    SLS_ENV_GHASH_PIN(a->mid);
 }
 
 /* The reduced value of acc (reflected). */
