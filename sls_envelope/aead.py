@@ -78,6 +78,13 @@ def _forced_impls(setting: str) -> Dict[str, str]:
 
 _FORCED = _forced_impls(os.environ.get("SLS_ENVELOPE_IMPL", ""))
 
+# The hot path's C entry points and helpers, bound once (a module global is cheaper
+# to reach than an attribute of `lib` on every call).
+_encrypt_scratch = lib.sls_env_aead_encrypt_scratch
+_decrypt_scratch = lib.sls_env_aead_decrypt_scratch
+_last_error = lib.sls_env_last_error
+_unpack = ffi.unpack
+
 _ERRORS = {
     lib.SLS_ENV_ERR_KEY_SIZE: "invalid key size",
     lib.SLS_ENV_ERR_IMPL: "implementation not available",
@@ -204,7 +211,7 @@ class _GcmAead:
 
     def encrypt(self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer]) -> bytes:
         """Encrypt and authenticate; returns ciphertext || tag (len(data) + 16 bytes)."""
-        if len(nonce) != NONCE_SIZE or type(nonce) is not bytes:
+        if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
             nonce = self._nonce(nonce)
         if type(data) is not bytes:
             data, size = _view(data, "data")
@@ -216,14 +223,14 @@ class _GcmAead:
             associated_data, aad_size = _view(associated_data, "associated_data")
         else:
             aad_size = len(associated_data)
-        out = lib.sls_env_aead_encrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
-        if out == ffi.NULL:
-            _raise_for(lib.sls_env_last_error())
-        return ffi.unpack(out, size + TAG_SIZE)  # type: ignore[no-any-return]
+        out = _encrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
+        if not out:
+            _raise_for(_last_error())
+        return _unpack(out, size + TAG_SIZE)  # type: ignore[no-any-return]
 
     def decrypt(self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer]) -> bytes:
         """Verify and decrypt ciphertext || tag; raises InvalidTag on any mismatch."""
-        if len(nonce) != NONCE_SIZE or type(nonce) is not bytes:
+        if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
             nonce = self._nonce(nonce)
         if type(data) is not bytes:
             data, size = _view(data, "data")
@@ -237,10 +244,10 @@ class _GcmAead:
             aad_size = len(associated_data)
         if size < TAG_SIZE:
             raise InvalidTag()
-        out = lib.sls_env_aead_decrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
-        if out == ffi.NULL:
-            _raise_for(lib.sls_env_last_error())
-        return ffi.unpack(out, size - TAG_SIZE)  # type: ignore[no-any-return]
+        out = _decrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
+        if not out:
+            _raise_for(_last_error())
+        return _unpack(out, size - TAG_SIZE)  # type: ignore[no-any-return]
 
     def encrypt_into(
         self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer], buf: Any
@@ -356,7 +363,7 @@ class _GcmAead:
         """Verify and decrypt one record; raises InvalidTag on any mismatch."""
         data, size = (record, len(record)) if type(record) is bytes else _view(record, "record")
         out = lib.sls_env_open_record(self._ctx, data, size, header_len, nonce_offset)
-        if out == ffi.NULL:
+        if not out:
             _raise_for(lib.sls_env_last_error())
         return ffi.unpack(out, size - header_len - TAG_SIZE)  # type: ignore[no-any-return]
 
@@ -390,7 +397,7 @@ class _GcmAead:
     @staticmethod
     def _scratch(size: int) -> Any:
         buf = lib.sls_env_scratch(size)
-        if buf == ffi.NULL:
+        if not buf:
             raise MemoryError("sls-envelope: out of memory")
         return buf
 
