@@ -35,6 +35,14 @@
 
 #define AES_MAX_ROUNDS 14
 
+/* The small fixed loops over planes and words must be unrolled so the planes stay
+ * in registers; -O3 does that anyway, this keeps -O2 builds from being 50% slower. */
+#if defined(__GNUC__) || defined(__clang__)
+#define UNROLL _Pragma("GCC unroll 8")
+#else
+#define UNROLL
+#endif
+
 struct aes_state {
     uint64_t sk[(AES_MAX_ROUNDS + 1) * 8]; /* bitsliced round keys, 8 planes each */
     unsigned rounds;
@@ -50,6 +58,7 @@ _Static_assert(sizeof(struct aes_state) <= SLS_ENV_CIPHER_STATE_SIZE, "AES state
  */
 #define XCHG(w, a, e, mask)                                                               \
     do {                                                                                  \
+        UNROLL                                                                            \
         for (int k_ = 0; k_ < 8; k_++)                                                    \
             if (!(k_ & (1 << (a))))                                                       \
                 SLS_ENV_BS_SWAPMOVE((w)[k_], (w)[k_ | (1 << (a))], (mask), 1u << (e));    \
@@ -76,6 +85,7 @@ static const uint8_t plane_word[8] = {0, 2, 4, 6, 1, 3, 5, 7};
 static inline void aes_load4(uint64_t q[8], const uint8_t in[64])
 {
     uint64_t w[8];
+    UNROLL
     for (int k = 0; k < 8; k++)
         w[k] = sls_env_bs_load_le64(in + 8 * k);
     XCHG(w, 0, 3, MASK_E3);
@@ -84,6 +94,7 @@ static inline void aes_load4(uint64_t q[8], const uint8_t in[64])
     XCHG(w, 0, 2, MASK_E2);
     XCHG(w, 1, 0, MASK_E0);
     XCHG(w, 2, 1, MASK_E1);
+    UNROLL
     for (int b = 0; b < 8; b++)
         q[b] = w[plane_word[b]];
 }
@@ -91,6 +102,7 @@ static inline void aes_load4(uint64_t q[8], const uint8_t in[64])
 static inline void aes_store4(uint8_t out[64], const uint64_t q[8])
 {
     uint64_t w[8];
+    UNROLL
     for (int b = 0; b < 8; b++)
         w[plane_word[b]] = q[b];
     XCHG(w, 2, 1, MASK_E1);
@@ -99,6 +111,7 @@ static inline void aes_store4(uint8_t out[64], const uint64_t q[8])
     XCHG(w, 0, 5, MASK_E5);
     XCHG(w, 0, 4, MASK_E4);
     XCHG(w, 0, 3, MASK_E3);
+    UNROLL
     for (int k = 0; k < 8; k++)
         sls_env_bs_store_le64(out + 8 * k, w[k]);
 }
@@ -120,52 +133,114 @@ static inline uint64_t shift_rows1(uint64_t x)
 
 static inline void shift_rows(uint64_t q[8])
 {
+    UNROLL
     for (int b = 0; b < 8; b++)
         q[b] = shift_rows1(q[b]);
 }
 
-/* FIPS 197 5.1.3 on all columns of all four blocks: out = 2a ^ 3a1 ^ a2 ^ a3 where
- * ai is row r + i of the same column, = xtime(a ^ a1) ^ a1 ^ (a2 ^ a3). */
-static inline void mix_columns(uint64_t q[8])
+/*
+ * ShiftRows is not applied in the rounds ("fixslicing", Adomnicai and Peyrin,
+ * "Fixslicing AES-like ciphers", TCHES 2021, applied to this layout): after t
+ * skipped ShiftRows, the byte at logical row r, column c sits at physical column
+ * c + t r (mod 4) of its lane.  SubBytes and AddRoundKey do not care (round key i is
+ * stored in the layout of t = i mod 4), and MixColumns only needs "the same logical
+ * column, one row down", which in the t-layout is one row down and t columns right:
+ * a fixed rotation of the whole plane for t = 0, two masked rotations otherwise.
+ * That costs less than a ShiftRows per round; the layout comes back to t = 0 every
+ * four rounds, and whatever is left after the last round is undone once.
+ *
+ * next_row(x, t): bit (r, pc) takes bit (r + 1, pc + t); next_row2 takes
+ * (r + 2, pc + 2t).  Position = 16 r + 4 pc + k, so a whole-plane rotation right by
+ * 16 + 4t is right except where pc + t wraps past column 3, which needs 16 + 4t - 16.
+ */
+static inline uint64_t next_row(uint64_t x, int t)
+{
+    switch (t) { /* t is a compile-time constant after inlining */
+    case 0: return rotr64(x, 16);
+    case 1: return (rotr64(x, 20) & 0x0FFF0FFF0FFF0FFFull) | (rotr64(x, 4) & 0xF000F000F000F000ull);
+    case 2: return (rotr64(x, 24) & 0x00FF00FF00FF00FFull) | (rotr64(x, 8) & 0xFF00FF00FF00FF00ull);
+    default: return (rotr64(x, 12) & 0xFFF0FFF0FFF0FFF0ull) | (rotr64(x, 28) & 0x000F000F000F000Full);
+    }
+}
+
+static inline uint64_t next_row2(uint64_t x, int t)
+{
+    if (t & 1) /* two rows down, two columns right */
+        return (rotr64(x, 40) & 0x00FF00FF00FF00FFull) | (rotr64(x, 24) & 0xFF00FF00FF00FF00ull);
+    return rotr64(x, 32); /* two rows down, 0 or 4 columns right */
+}
+
+/* FIPS 197 5.1.3 on all columns of all four blocks, in the t-layout: out = 2a ^ 3a1
+ * ^ a2 ^ a3 where ai is row r + i of the same column, = xtime(a ^ a1) ^ a1 ^ (a2 ^
+ * a3), and a2 ^ a3 is (a ^ a1) moved two rows down. */
+static inline void mix_columns(uint64_t q[8], int t)
 {
     uint64_t a1[8], s[8];
+    UNROLL
     for (int b = 0; b < 8; b++) {
-        a1[b] = rotr64(q[b], 16);
+        a1[b] = next_row(q[b], t);
         s[b] = q[b] ^ a1[b];
     }
     /* xtime(s): multiply by x, reducing by x^8 = x^4 + x^3 + x + 1 (0x1b). */
     uint64_t hi = s[7];
-    q[0] = hi ^ a1[0] ^ rotr64(s[0], 32);
-    q[1] = s[0] ^ hi ^ a1[1] ^ rotr64(s[1], 32);
-    q[2] = s[1] ^ a1[2] ^ rotr64(s[2], 32);
-    q[3] = s[2] ^ hi ^ a1[3] ^ rotr64(s[3], 32);
-    q[4] = s[3] ^ hi ^ a1[4] ^ rotr64(s[4], 32);
-    q[5] = s[4] ^ a1[5] ^ rotr64(s[5], 32);
-    q[6] = s[5] ^ a1[6] ^ rotr64(s[6], 32);
-    q[7] = s[6] ^ a1[7] ^ rotr64(s[7], 32);
+    q[0] = hi ^ a1[0] ^ next_row2(s[0], t);
+    q[1] = s[0] ^ hi ^ a1[1] ^ next_row2(s[1], t);
+    q[2] = s[1] ^ a1[2] ^ next_row2(s[2], t);
+    q[3] = s[2] ^ hi ^ a1[3] ^ next_row2(s[3], t);
+    q[4] = s[3] ^ hi ^ a1[4] ^ next_row2(s[4], t);
+    q[5] = s[4] ^ a1[5] ^ next_row2(s[5], t);
+    q[6] = s[5] ^ a1[6] ^ next_row2(s[6], t);
+    q[7] = s[6] ^ a1[7] ^ next_row2(s[7], t);
 }
 
 static inline void add_round_key(uint64_t q[8], const uint64_t *rk)
 {
+    UNROLL
     for (int b = 0; b < 8; b++)
         q[b] ^= rk[b];
 }
 
-/* Encrypt the four blocks held in q. */
+/* One full round (SubBytes, ShiftRows by relabelling, MixColumns, AddRoundKey). */
+static inline void round_t(uint64_t q[8], const uint64_t *rk, int t)
+{
+    sls_env_bs_aes_sbox_noconst(q);
+    mix_columns(q, t);
+    add_round_key(q, rk);
+}
+
+/* Encrypt the four blocks held in q.  Round i leaves the state in the layout of
+ * t = i mod 4; the number of rounds depends on the key size only (public). */
 static void encrypt4(const struct aes_state *st, uint64_t q[8])
 {
     const uint64_t *rk = st->sk;
-    unsigned nr = st->rounds; /* public: depends on the key size only */
+    unsigned nr = st->rounds, i = 1;
     add_round_key(q, rk);
-    for (unsigned i = 1; i < nr; i++) {
-        sls_env_bs_aes_sbox_noconst(q);
-        shift_rows(q);
-        mix_columns(q);
-        add_round_key(q, rk + 8 * i);
+    for (; i + 4 <= nr; i += 4) { /* rounds i .. i + 3, t = 1, 2, 3, 0 */
+        round_t(q, rk + 8 * i, 1);
+        round_t(q, rk + 8 * (i + 1), 2);
+        round_t(q, rk + 8 * (i + 2), 3);
+        round_t(q, rk + 8 * (i + 3), 0);
+    }
+    /* nr = 10, 12, 14: i = 9, 9, 13 here; the rounds left with MixColumns are
+     * 9 (t = 1) for AES-128, 9..11 (t = 1..3) for AES-192, 13 (t = 1) for AES-256. */
+    for (int t = 1; i < nr; i++, t++) {
+        if (t == 1)
+            round_t(q, rk + 8 * i, 1);
+        else if (t == 2)
+            round_t(q, rk + 8 * i, 2);
+        else
+            round_t(q, rk + 8 * i, 3);
     }
     sls_env_bs_aes_sbox_noconst(q);
-    shift_rows(q);
     add_round_key(q, rk + 8 * nr);
+    /* Back to t = 0: nr mod 4 is 2 (AES-128/256) or 0 (AES-192); ShiftRows squared
+     * swaps the column pairs of rows 1 and 3. */
+    if (nr & 2)
+        UNROLL
+        for (int b = 0; b < 8; b++) {
+            uint64_t x = q[b], d = (x ^ (x >> 8)) & 0x00FF000000FF0000ull;
+            q[b] = x ^ d ^ (d << 8);
+        }
 }
 
 /* ---- key schedule (FIPS 197 5.2) ------------------------------------------------------ */
@@ -174,6 +249,7 @@ static void encrypt4(const struct aes_state *st, uint64_t q[8])
 static uint32_t sub_word(uint32_t x)
 {
     uint64_t q[8];
+    UNROLL
     for (int b = 0; b < 8; b++) {
         uint64_t p = 0;
         for (int i = 0; i < 4; i++)
@@ -182,6 +258,7 @@ static uint32_t sub_word(uint32_t x)
     }
     sls_env_bs_aes_sbox(q);
     uint32_t y = 0;
+    UNROLL
     for (int b = 0; b < 8; b++)
         for (int i = 0; i < 4; i++)
             y |= (uint32_t)((q[b] >> i) & 1u) << (8 * i + b);
@@ -232,7 +309,11 @@ static int aes_init(void *state, const uint8_t *key, size_t key_len)
         if (r > 0)
             for (int n = 0; n < 64; n++)
                 buf[n] ^= 0x63;
-        aes_load4(st->sk + 8 * r, buf);
+        uint64_t *rk = st->sk + 8 * r;
+        aes_load4(rk, buf);
+        /* Into the layout of t = r mod 4 (see encrypt4): ShiftRows 4 - t times. */
+        for (unsigned m = (4 - r % 4) % 4; m > 0; m--)
+            shift_rows(rk);
     }
     st->rounds = nr;
     sls_env_wipe(w, sizeof w);
