@@ -11,12 +11,13 @@
  * so each row is a 16-bit lane.  With this arrangement every step is a handful of
  * word operations that never look at the data:
  *   - SubBytes: the Boyar-Peralta S-box circuit (AND/XOR only, no table);
- *   - ShiftRows: row r rotates its lane by 4r bits (one byte swap in rows 2-3, one
- *     nibble rotation in rows 1 and 3);
- *   - MixColumns: "the next row" is the plane rotated by 16 bits, so with
- *     a1 = rot16(a), s = a ^ a1 the column mix 2a ^ 3a1 ^ a2 ^ a3 is
- *     xtime(s) ^ a1 ^ rot32(s), xtime being a fixed shuffle/XOR of the planes
- *     (multiplication by x modulo x^8 + x^4 + x^3 + x + 1);
+ *   - ShiftRows: row r rotates its lane by 4r bits; in the rounds it is not done at
+ *     all but tracked in the layout (fixslicing, see mix_columns), and done for
+ *     real only on the round keys at key setup and once after the last round;
+ *   - MixColumns: "the next row" is the plane rotated by 16 bits (plus a column
+ *     offset under fixslicing), so with a1 = next_row(a), s = a ^ a1 the column mix
+ *     2a ^ 3a1 ^ a2 ^ a3 is xtime(s) ^ a1 ^ next_row2(s), xtime being a fixed
+ *     shuffle/XOR of the planes (multiplication by x modulo x^8 + x^4 + x^3 + x + 1);
  *   - AddRoundKey: the round keys are stored already bitsliced (each replicated over
  *     the four blocks).
  * There are no secret-dependent table indices or branches anywhere, key schedule
