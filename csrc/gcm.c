@@ -83,6 +83,15 @@ int sls_env_block_encrypt(const sls_env_aead *ctx, const uint8_t *in, uint8_t *o
     return SLS_ENV_OK;
 }
 
+int sls_env_block_iterate(const sls_env_aead *ctx, uint8_t *block, uint64_t iterations)
+{
+    if (ctx == NULL || block == NULL)
+        return SLS_ENV_ERR_ARG;
+    for (uint64_t i = 0; i < iterations; i++)
+        ctx->impl->cipher->ecb(ctx->cipher_state, block, block, 1);
+    return SLS_ENV_OK;
+}
+
 /* GHASH over data, zero-padding a final partial block (the 0^v / 0^u of 7.1). */
 static void ghash_padded(const sls_env_aead *ctx, uint8_t y[16], const uint8_t *data, size_t len)
 {

@@ -102,7 +102,7 @@ def _view(data: Any, what: str) -> Tuple[Any, int]:
         cdata = ffi.from_buffer("uint8_t[]", data)
     except TypeError:
         raise TypeError(f"{what} must be bytes, bytearray or memoryview") from None
-    except ValueError:
+    except (ValueError, BufferError):
         raise ValueError(f"{what} must be a C-contiguous buffer") from None
     return cdata, len(cdata)
 
@@ -138,6 +138,8 @@ class _Packed:
             blob = b"".join(items)
         except TypeError:
             raise TypeError(f"every item of {what} must be bytes, bytearray or memoryview") from None
+        except BufferError:
+            raise ValueError(f"every item of {what} must be a C-contiguous buffer") from None
         sizes = list(map(len, items))
         if sum(sizes) != len(blob):
             # Some items are multi-byte or multi-dimensional views: count bytes.
@@ -157,6 +159,9 @@ class _GcmAead:
 
     __slots__ = ("_ctx", "_impl", "_key_size")
 
+    _ctx: Any
+    _impl: str
+    _key_size: int
     _alg: ClassVar[int]
     _label: ClassVar[str]
     _key_sizes: ClassVar[Tuple[int, ...]]
@@ -164,7 +169,8 @@ class _GcmAead:
     def __init__(self, key: Buffer, *, impl: Optional[str] = None) -> None:
         key_ptr, key_size = _view(key, "key")
         if key_size not in self._key_sizes:
-            sizes = " or ".join(str(8 * n) for n in self._key_sizes)
+            bits = [str(8 * n) for n in self._key_sizes]
+            sizes = f"{', '.join(bits[:-1])} or {bits[-1]}" if len(bits) > 1 else bits[0]
             raise ValueError(f"{type(self).__name__} key must be {sizes} bits")
         if impl is None:
             impl = _FORCED.get(self._label)
@@ -370,11 +376,11 @@ class _GcmAead:
     def _writable(buf: Any, needed: int, data_ptr: Any, size: int) -> Any:
         try:
             out = ffi.from_buffer("uint8_t[]", buf, require_writable=True)
-        except TypeError:
+        except (TypeError, BufferError):
             raise TypeError("buf must be a writable bytes-like object (bytearray, memoryview...)") from None
         if len(out) < needed:
             raise ValueError(f"buf must be at least {needed} bytes, got {len(out)}")
-        if size and needed:
+        if size and needed and type(data_ptr) is not bytes:  # bytes never share a writable buffer
             d0, d1 = _address_range(data_ptr, size)
             o0, o1 = _address_range(out, needed)
             if d0 != o0 and d0 < o1 and o0 < d1:

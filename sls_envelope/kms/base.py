@@ -110,7 +110,7 @@ class RetryPolicy:
     max_delay: float = 2.0
 
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        return rng() * min(self.max_delay, self.base_delay * (2**attempt))
+        return rng() * min(self.max_delay, self.base_delay * 2.0**attempt)
 
 
 def call_with_retries(
