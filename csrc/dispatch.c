@@ -162,9 +162,13 @@ static const sls_env_gcm_impl aesgcm_portable = {
 };
 /* SM4: csrc/sm4/sm4_gfni.c, csrc/sm4/sm4_aesni.c */
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_gfni;
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_aesni;
 
 static const sls_env_gcm_impl sm4gcm_gfni = {
     "gfni", SLS_ENV_SM4_GCM, &sls_env_sm4_gfni, &sls_env_ghash_portable, NULL, NULL,
+};
+static const sls_env_gcm_impl sm4gcm_aesni = {
+    "aesni", SLS_ENV_SM4_GCM, &sls_env_sm4_aesni, &sls_env_ghash_portable, NULL, NULL,
 };
 static const sls_env_gcm_impl sm4gcm_portable = {
     "portable", SLS_ENV_SM4_GCM, &sls_env_sm4_portable, &sls_env_ghash_portable, NULL, NULL,
@@ -175,6 +179,7 @@ static const sls_env_gcm_impl *const aes_impls[] = {
 };
 static const sls_env_gcm_impl *const sm4_impls[] = {
     &sm4gcm_gfni,
+    &sm4gcm_aesni,
     &sm4gcm_portable,
 };
 
