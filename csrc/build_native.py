@@ -34,7 +34,7 @@ def _cdef() -> str:
     body = header.split("extern \"C\" {\n#endif", 1)[1].rsplit("#ifdef __cplusplus", 1)[0]
     lines = []
     for line in body.splitlines():
-        m = re.match(r"#define (SLS_ENV_\w+) (-?\d+)$", line)
+        m = re.match(r"#define (SLS_ENV_\w+) (-?\d+)\b", line)
         if m:
             lines.append(f"#define {m.group(1)} {m.group(2)}")
         elif not line.startswith("#"):

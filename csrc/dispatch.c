@@ -157,6 +157,19 @@ const char *sls_env_cpu_features(void)
 
 /* ---- the implementations, fastest first ---------------------------------- */
 
+/* AES-NI + PCLMULQDQ, xmm only (csrc/aes/aes_aesni.c, csrc/ghash/ghash_pclmul.c,
+ * csrc/gcm/aesgcm_aesni.c). */
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_aesni;
+extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_pclmul;
+SLS_ENV_HIDDEN void sls_env_aesgcm_aesni_seal(const void *, const void *, const uint8_t[16],
+                                              uint8_t[16], const uint8_t *, uint8_t *, size_t);
+SLS_ENV_HIDDEN void sls_env_aesgcm_aesni_open(const void *, const void *, const uint8_t[16],
+                                              uint8_t[16], const uint8_t *, uint8_t *, size_t);
+static const sls_env_gcm_impl aesgcm_aesni = {
+    "aesni", SLS_ENV_AES_GCM, &sls_env_aes_aesni, &sls_env_ghash_pclmul,
+    sls_env_aesgcm_aesni_seal, sls_env_aesgcm_aesni_open,
+};
+
 static const sls_env_gcm_impl aesgcm_portable = {
     "portable", SLS_ENV_AES_GCM, &sls_env_aes_portable, &sls_env_ghash_portable, NULL, NULL,
 };
@@ -175,6 +188,7 @@ static const sls_env_gcm_impl sm4gcm_portable = {
 };
 
 static const sls_env_gcm_impl *const aes_impls[] = {
+    &aesgcm_aesni,
     &aesgcm_portable,
 };
 static const sls_env_gcm_impl *const sm4_impls[] = {

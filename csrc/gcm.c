@@ -83,6 +83,15 @@ int sls_env_block_encrypt(const sls_env_aead *ctx, const uint8_t *in, uint8_t *o
     return SLS_ENV_OK;
 }
 
+int sls_env_block_iterate(const sls_env_aead *ctx, uint8_t *block, uint64_t iterations)
+{
+    if (ctx == NULL || block == NULL)
+        return SLS_ENV_ERR_ARG;
+    for (uint64_t i = 0; i < iterations; i++)
+        ctx->impl->cipher->ecb(ctx->cipher_state, block, block, 1);
+    return SLS_ENV_OK;
+}
+
 /* GHASH over data, zero-padding a final partial block (the 0^v / 0^u of 7.1). */
 static void ghash_padded(const sls_env_aead *ctx, uint8_t y[16], const uint8_t *data, size_t len)
 {
@@ -233,36 +242,37 @@ int sls_env_aead_decrypt(const sls_env_aead *ctx, const uint8_t *nonce, const ui
     return open_one(ctx, nonce, aad, aad_len, in, in_len - 16, out);
 }
 
-int sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
-                                 size_t aad_len, const uint8_t *in, size_t in_len, uint8_t **out)
+static __thread int last_error;
+
+int sls_env_last_error(void)
 {
-    if (out == NULL)
-        return SLS_ENV_ERR_ARG;
-    *out = NULL;
-    if (in_len > SIZE_MAX - 16)
-        return SLS_ENV_ERR_TOO_LONG;
-    uint8_t *buf = sls_env_scratch(in_len + 16);
-    if (buf == NULL)
-        return SLS_ENV_ERR_NOMEM;
-    int rc = sls_env_aead_encrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
-    if (rc == SLS_ENV_OK)
-        *out = buf;
-    return rc;
+    return last_error;
 }
 
-int sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
-                                 size_t aad_len, const uint8_t *in, size_t in_len, uint8_t **out)
+char *sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
+                                   const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                                   size_t in_len)
 {
-    if (out == NULL)
-        return SLS_ENV_ERR_ARG;
-    *out = NULL;
-    uint8_t *buf = sls_env_scratch(in_len >= 16 ? in_len - 16 : 0);
-    if (buf == NULL)
-        return SLS_ENV_ERR_NOMEM;
-    int rc = sls_env_aead_decrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
+    uint8_t *buf = in_len <= SIZE_MAX - 16 ? sls_env_scratch(in_len + 16) : NULL;
+    int rc = buf == NULL ? SLS_ENV_ERR_NOMEM
+                         : sls_env_aead_encrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
     if (rc == SLS_ENV_OK)
-        *out = buf;
-    return rc;
+        return (char *)buf;
+    last_error = rc;
+    return NULL;
+}
+
+char *sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
+                                   const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                                   size_t in_len)
+{
+    uint8_t *buf = sls_env_scratch(in_len >= 16 ? in_len - 16 : 0);
+    int rc = buf == NULL ? SLS_ENV_ERR_NOMEM
+                         : sls_env_aead_decrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
+    if (rc == SLS_ENV_OK)
+        return (char *)buf;
+    last_error = rc;
+    return NULL;
 }
 
 /* ---- batches ------------------------------------------------------------------ */
@@ -358,4 +368,59 @@ int sls_env_aead_decrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *
             a += alen;
     }
     return SLS_ENV_OK;
+}
+
+/* ---- records (header || C || T, the header being the AAD) ------------------- */
+
+int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t header_len,
+                         size_t nonce_offset, const uint8_t *nonce_prefix, uint64_t counter0,
+                         size_t n, const uint8_t *in, const size_t *in_lens, size_t in_len_each,
+                         uint8_t *out)
+{
+    if (ctx == NULL || header == NULL || nonce_prefix == NULL || (n && out == NULL) ||
+        nonce_offset > header_len || header_len - nonce_offset < SLS_ENV_NONCE_LEN)
+        return SLS_ENV_ERR_ARG;
+    if (n && counter0 + (n - 1) < counter0)
+        return SLS_ENV_ERR_TOO_LONG; /* the 64-bit nonce counter would wrap */
+    for (size_t i = 0; i < n; i++) {
+        size_t len = in_lens ? in_lens[i] : in_len_each;
+        int rc = check_lengths(header_len, len);
+        if (rc != SLS_ENV_OK)
+            return rc;
+        if (len && in == NULL)
+            return SLS_ENV_ERR_ARG;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len = in_lens ? in_lens[i] : in_len_each;
+        uint8_t *nonce = out + nonce_offset;
+        memcpy(out, header, header_len);
+        memcpy(nonce, nonce_prefix, 4);
+        sls_env_store_be64(nonce + 4, counter0 + i);
+        seal(ctx, nonce, out, header_len, in, len, out + header_len);
+        in += len;
+        out += header_len + len + SLS_ENV_TAG_LEN;
+    }
+    return SLS_ENV_OK;
+}
+
+char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t record_len,
+                          size_t header_len, size_t nonce_offset)
+{
+    int rc = SLS_ENV_ERR_ARG;
+    if (ctx != NULL && record != NULL && nonce_offset <= header_len &&
+        header_len - nonce_offset >= SLS_ENV_NONCE_LEN) {
+        if (record_len < header_len || record_len - header_len < SLS_ENV_TAG_LEN) {
+            rc = SLS_ENV_ERR_SHORT;
+        } else {
+            size_t clen = record_len - header_len;
+            uint8_t *buf = sls_env_scratch(clen - SLS_ENV_TAG_LEN);
+            rc = buf == NULL ? SLS_ENV_ERR_NOMEM
+                             : sls_env_aead_decrypt(ctx, record + nonce_offset, record, header_len,
+                                                    record + header_len, clen, buf);
+            if (rc == SLS_ENV_OK)
+                return (char *)buf;
+        }
+    }
+    last_error = rc;
+    return NULL;
 }

@@ -66,7 +66,7 @@ uint8_t *sls_env_scratch(size_t len)
         return s->buf;
     if (len > SIZE_MAX - 65536)
         return NULL;
-    size_t cap = (len + 65535) & ~(size_t)65535;
+    size_t cap = len < 65536 ? 65536 : (len + 65535) & ~(size_t)65535;
     uint8_t *fresh = malloc(cap);
     if (fresh == NULL)
         return NULL;

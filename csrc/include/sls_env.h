@@ -77,16 +77,20 @@ int sls_env_aead_decrypt(const sls_env_aead *ctx, const uint8_t *nonce,
                          const uint8_t *in, size_t in_len, uint8_t *out);
 
 /*
- * The same, writing into a buffer owned by the calling thread and grown as
- * needed; *out receives its address (valid until the thread's next call of a
- * *_scratch function).  This saves the caller an allocation per call.
+ * The same, writing into a buffer owned by the calling thread and grown as needed
+ * (see sls_env_scratch); the result is that buffer (as char *, which bindings
+ * read as bytes), valid until the thread's next
+ * scratch call, or NULL on error, with the code in sls_env_last_error().  This saves
+ * the caller an allocation and an out-parameter per call.
  */
-int sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
-                                 const uint8_t *aad, size_t aad_len,
-                                 const uint8_t *in, size_t in_len, uint8_t **out);
-int sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
-                                 const uint8_t *aad, size_t aad_len,
-                                 const uint8_t *in, size_t in_len, uint8_t **out);
+char *sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
+                                   const uint8_t *aad, size_t aad_len,
+                                   const uint8_t *in, size_t in_len);
+char *sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
+                                   const uint8_t *aad, size_t aad_len,
+                                   const uint8_t *in, size_t in_len);
+/* The code of the calling thread's last failed *_scratch call. */
+int sls_env_last_error(void);
 
 /* The calling thread's scratch buffer, grown to at least len bytes (NULL if
  * allocation fails).  The *_scratch functions above write into the same buffer. */
@@ -112,6 +116,23 @@ int sls_env_aead_decrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *
                               int aad_shared, const uint8_t *in, const size_t *in_lens,
                               size_t in_len_each, uint8_t *out, size_t *failed_index);
 
+/*
+ * Records: self-describing sealed messages laid out as header || C || T, where the
+ * header is also the AAD and holds the 12-byte nonce at nonce_offset (the batch
+ * format of sls_envelope.format).  Sealing takes a header template and gives record
+ * i the nonce nonce_prefix (4 bytes) || big-endian 64-bit (counter0 + i), written
+ * into its header.  Messages are packed as in sls_env_aead_encrypt_many; records
+ * come out back to back, record i being header_len + in_len(i) + 16 bytes.
+ * Opening takes one record and writes its plaintext to the calling thread's scratch
+ * buffer (NULL on error, code in sls_env_last_error()).
+ */
+int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t header_len,
+                         size_t nonce_offset, const uint8_t *nonce_prefix, uint64_t counter0,
+                         size_t n, const uint8_t *in, const size_t *in_lens, size_t in_len_each,
+                         uint8_t *out);
+char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t record_len,
+                          size_t header_len, size_t nonce_offset);
+
 /* Constant-time comparison of two buffers: 1 if equal, 0 if not. */
 int sls_env_ct_equal(const uint8_t *a, const uint8_t *b, size_t len);
 
@@ -121,6 +142,8 @@ void sls_env_wipe(void *p, size_t len);
 /* Test hooks: raw single-block encryption with the chosen implementation, for the
  * GB/T 32907 iterated example and block-level differential tests. */
 int sls_env_block_encrypt(const sls_env_aead *ctx, const uint8_t *in, uint8_t *out, size_t nblocks);
+/* block = E(K, block), iterations times (GB/T 32907 appendix A, example 2). */
+int sls_env_block_iterate(const sls_env_aead *ctx, uint8_t *block, uint64_t iterations);
 
 /* CPU features that dispatch sees (after SLS_ENVELOPE_DISABLE masking), as a
  * comma-separated list, for diagnostics. */

@@ -1,0 +1,462 @@
+"""AES-GCM and SM4-GCM with the API of pyca/cryptography's AEADs, over the C kernel.
+
+``AESGCM(key).encrypt(nonce, data, associated_data)`` returns ciphertext || 16-byte tag;
+``decrypt`` raises :class:`~sls_envelope.exceptions.InvalidTag` on any mismatch.  Nonces
+are exactly 12 bytes (NIST SP 800-38D's recommended IV length, the only one RFC 8998
+defines for SM4-GCM).  The layer knows nothing of Logstores or KMSs.
+
+Speed notes (figures in docs/BENCHMARKS.md): ``bytes`` arguments go to C without a copy
+and without ``ffi.from_buffer``; results are written into a per-thread C scratch buffer
+and copied out once; batch calls cross into C once and cut their results with one cached
+``struct.Struct``.  Every C call releases the GIL.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import struct
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
+
+from ._native import ffi, lib
+from .exceptions import InvalidTag
+
+__all__ = ["AESGCM", "SM4GCM", "available_implementations", "Buffer"]
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+NONCE_SIZE = 12
+TAG_SIZE = 16
+#: SP 800-38D section 5.2.1.1: at most 2^39 - 256 bits of plaintext per message.
+MAX_MESSAGE = (2**32 - 2) * 16
+
+_ALGS = {"aes-gcm": lib.SLS_ENV_AES_GCM, "sm4-gcm": lib.SLS_ENV_SM4_GCM}
+
+
+def _names(alg: int, count: Any, name: Any) -> List[str]:
+    return [ffi.string(name(alg, i)).decode() for i in range(count(alg))]
+
+
+_AVAILABLE: Dict[str, List[str]] = {
+    label: _names(alg, lib.sls_env_impl_count, lib.sls_env_impl_name) for label, alg in _ALGS.items()
+}
+_COMPILED: Dict[str, List[str]] = {
+    label: _names(alg, lib.sls_env_impl_count_all, lib.sls_env_impl_name_all)
+    for label, alg in _ALGS.items()
+}
+
+
+def available_implementations() -> Dict[str, List[str]]:
+    """Implementations that run on this CPU, per algorithm, fastest first.
+
+    The first is the default.  ``SLS_ENVELOPE_DISABLE`` (read once, at import) hides
+    CPU features, e.g. ``SLS_ENVELOPE_DISABLE=avx512`` or ``all``.
+    """
+    return {label: list(names) for label, names in _AVAILABLE.items()}
+
+
+def _forced_impls(setting: str) -> Dict[str, str]:
+    """Parse SLS_ENVELOPE_IMPL: ``name`` (for every algorithm that has it) or
+    ``aes-gcm=name,sm4-gcm=name``.  This is the switch that runs a whole test suite
+    over one path."""
+    forced: Dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in setting.split(","))):
+        label, sep, name = item.partition("=")
+        if sep:
+            if label not in _ALGS:
+                raise ValueError(f"SLS_ENVELOPE_IMPL: unknown algorithm {label!r}")
+            if name not in _AVAILABLE[label]:
+                raise ValueError(f"SLS_ENVELOPE_IMPL: {label} has no implementation {name!r} here")
+            forced[label] = name
+        else:
+            for label in _ALGS:
+                if item in _AVAILABLE[label]:
+                    forced.setdefault(label, item)
+    return forced
+
+
+_FORCED = _forced_impls(os.environ.get("SLS_ENVELOPE_IMPL", ""))
+
+_ERRORS = {
+    lib.SLS_ENV_ERR_KEY_SIZE: "invalid key size",
+    lib.SLS_ENV_ERR_IMPL: "implementation not available",
+    lib.SLS_ENV_ERR_TOO_LONG: "message or associated data longer than GCM allows",
+    lib.SLS_ENV_ERR_ARG: "invalid argument",
+}
+
+
+def _raise_for(rc: int) -> None:
+    if rc in (lib.SLS_ENV_ERR_AUTH, lib.SLS_ENV_ERR_SHORT):
+        raise InvalidTag()
+    if rc == lib.SLS_ENV_ERR_NOMEM:
+        raise MemoryError("sls-envelope: out of memory")
+    raise ValueError(_ERRORS.get(rc, f"sls-envelope internal error {rc}"))
+
+
+def _view(data: Any, what: str) -> Tuple[Any, int]:
+    """A C pointer for a bytes-like object and its size in bytes, without copying."""
+    if type(data) is bytes:
+        return data, len(data)
+    try:
+        cdata = ffi.from_buffer("uint8_t[]", data)
+    except TypeError:
+        raise TypeError(f"{what} must be bytes, bytearray or memoryview") from None
+    except (ValueError, BufferError):
+        raise ValueError(f"{what} must be a C-contiguous buffer") from None
+    return cdata, len(cdata)
+
+
+def _address_range(cdata: Any, size: int) -> Tuple[int, int]:
+    start = int(ffi.cast("uintptr_t", cdata))
+    return start, start + size
+
+
+@functools.lru_cache(maxsize=64)
+def _splitter(count: int, size: int) -> struct.Struct:
+    """Cuts `count` equal results out of one buffer in a single C-level call."""
+    return struct.Struct(f"{size}s" * count)
+
+
+def _split(buf: Any, sizes: List[int]) -> List[bytes]:
+    if not sizes:
+        return []
+    total = sum(sizes)
+    raw = ffi.buffer(buf, total)
+    if sizes.count(sizes[0]) == len(sizes):
+        return list(_splitter(len(sizes), sizes[0]).unpack_from(raw))
+    return list(struct.unpack_from("".join(map("{}s".format, sizes)), raw))
+
+
+class _Packed:
+    """A sequence of byte strings packed back to back for one C call."""
+
+    __slots__ = ("blob", "lens", "each", "sizes")
+
+    def __init__(self, items: Sequence[Buffer], what: str) -> None:
+        try:
+            blob = b"".join(items)
+        except TypeError:
+            raise TypeError(f"every item of {what} must be bytes, bytearray or memoryview") from None
+        except BufferError:
+            raise ValueError(f"every item of {what} must be a C-contiguous buffer") from None
+        sizes = list(map(len, items))
+        if sum(sizes) != len(blob):
+            # Some items are multi-byte or multi-dimensional views: count bytes.
+            sizes = [memoryview(item).nbytes for item in items]
+        self.blob = blob
+        self.sizes = sizes
+        if sizes and sizes.count(sizes[0]) == len(sizes):
+            self.lens: Any = ffi.NULL
+            self.each = sizes[0]
+        else:
+            self.lens = ffi.new("size_t[]", sizes) if sizes else ffi.NULL
+            self.each = 0
+
+
+class _GcmAead:
+    """Shared machinery of AESGCM and SM4GCM."""
+
+    __slots__ = ("_ctx", "_impl", "_key_size")
+
+    _ctx: Any
+    _impl: str
+    _key_size: int
+    _alg: ClassVar[int]
+    _label: ClassVar[str]
+    _key_sizes: ClassVar[Tuple[int, ...]]
+
+    def __init__(self, key: Buffer, *, impl: Optional[str] = None) -> None:
+        key_ptr, key_size = _view(key, "key")
+        if key_size not in self._key_sizes:
+            bits = [str(8 * n) for n in self._key_sizes]
+            sizes = f"{', '.join(bits[:-1])} or {bits[-1]}" if len(bits) > 1 else bits[0]
+            raise ValueError(f"{type(self).__name__} key must be {sizes} bits")
+        if impl is None:
+            impl = _FORCED.get(self._label)
+        elif impl not in _AVAILABLE[self._label]:
+            where = "is not available on this CPU" if impl in _COMPILED[self._label] else "is unknown"
+            raise ValueError(
+                f"{self._label} implementation {impl!r} {where}; "
+                f"available: {', '.join(_AVAILABLE[self._label])}"
+            )
+        out = ffi.new("sls_env_aead **")
+        rc = lib.sls_env_aead_new(out, self._alg, key_ptr, key_size, impl.encode() if impl else ffi.NULL)
+        if rc != lib.SLS_ENV_OK:
+            _raise_for(rc)
+        # The context holds the round keys and powers of H; sls_env_aead_free wipes it.
+        self._ctx = ffi.gc(out[0], lib.sls_env_aead_free)
+        self._impl = ffi.string(lib.sls_env_aead_impl(self._ctx)).decode()
+        self._key_size = key_size
+
+    @property
+    def implementation(self) -> str:
+        """The implementation chosen for this key (see :func:`available_implementations`)."""
+        return self._impl
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} key_size={8 * self._key_size} impl={self._impl!r}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"{type(self).__name__} objects hold key material and cannot be pickled")
+
+    # ---- one message ---------------------------------------------------------
+
+    def encrypt(self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer]) -> bytes:
+        """Encrypt and authenticate; returns ciphertext || tag (len(data) + 16 bytes)."""
+        if len(nonce) != NONCE_SIZE or type(nonce) is not bytes:
+            nonce = self._nonce(nonce)
+        if type(data) is not bytes:
+            data, size = _view(data, "data")
+        else:
+            size = len(data)
+        if associated_data is None:
+            associated_data, aad_size = b"", 0
+        elif type(associated_data) is not bytes:
+            associated_data, aad_size = _view(associated_data, "associated_data")
+        else:
+            aad_size = len(associated_data)
+        out = lib.sls_env_aead_encrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
+        if out == ffi.NULL:
+            _raise_for(lib.sls_env_last_error())
+        return ffi.unpack(out, size + TAG_SIZE)  # type: ignore[no-any-return]
+
+    def decrypt(self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer]) -> bytes:
+        """Verify and decrypt ciphertext || tag; raises InvalidTag on any mismatch."""
+        if len(nonce) != NONCE_SIZE or type(nonce) is not bytes:
+            nonce = self._nonce(nonce)
+        if type(data) is not bytes:
+            data, size = _view(data, "data")
+        else:
+            size = len(data)
+        if associated_data is None:
+            associated_data, aad_size = b"", 0
+        elif type(associated_data) is not bytes:
+            associated_data, aad_size = _view(associated_data, "associated_data")
+        else:
+            aad_size = len(associated_data)
+        if size < TAG_SIZE:
+            raise InvalidTag()
+        out = lib.sls_env_aead_decrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
+        if out == ffi.NULL:
+            _raise_for(lib.sls_env_last_error())
+        return ffi.unpack(out, size - TAG_SIZE)  # type: ignore[no-any-return]
+
+    def encrypt_into(
+        self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer], buf: Any
+    ) -> int:
+        """Encrypt into the writable buffer ``buf`` (at least len(data) + 16 bytes);
+        returns the number of bytes written."""
+        nonce = self._nonce(nonce)
+        data_ptr, size = _view(data, "data")
+        aad_ptr, aad_size = _view(b"" if associated_data is None else associated_data, "associated_data")
+        out = self._writable(buf, size + TAG_SIZE, data_ptr, size)
+        rc = lib.sls_env_aead_encrypt(self._ctx, nonce, aad_ptr, aad_size, data_ptr, size, out)
+        if rc != lib.SLS_ENV_OK:
+            _raise_for(rc)
+        return size + TAG_SIZE
+
+    def decrypt_into(
+        self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer], buf: Any
+    ) -> int:
+        """Verify and decrypt into ``buf`` (at least len(data) - 16 bytes); returns the
+        number of bytes written.  On InvalidTag, ``buf`` is zeroed where it was written."""
+        nonce = self._nonce(nonce)
+        data_ptr, size = _view(data, "data")
+        aad_ptr, aad_size = _view(b"" if associated_data is None else associated_data, "associated_data")
+        if size < TAG_SIZE:
+            raise InvalidTag()
+        out = self._writable(buf, size - TAG_SIZE, data_ptr, size)
+        rc = lib.sls_env_aead_decrypt(self._ctx, nonce, aad_ptr, aad_size, data_ptr, size, out)
+        if rc != lib.SLS_ENV_OK:
+            _raise_for(rc)
+        return size - TAG_SIZE
+
+    # ---- many messages under this key, one C call ------------------------------
+
+    def encrypt_many(
+        self,
+        nonces: Sequence[Buffer],
+        messages: Sequence[Buffer],
+        associated_data: Union[None, Buffer, Sequence[Buffer]] = None,
+    ) -> List[bytes]:
+        """Encrypt messages[i] under nonces[i]; ``associated_data`` is None, one
+        bytes-like for all, or one per message.  Equal to a loop of :meth:`encrypt`."""
+        nonce_blob, packed, aad = self._batch_args(nonces, messages, associated_data)
+        sizes = [size + TAG_SIZE for size in packed.sizes]
+        buf = self._scratch(sum(sizes))
+        rc = lib.sls_env_aead_encrypt_many(
+            self._ctx, len(sizes), nonce_blob, aad.blob, aad.lens, aad.each, aad.shared,
+            packed.blob, packed.lens, packed.each, buf,
+        )
+        if rc != lib.SLS_ENV_OK:
+            _raise_for(rc)
+        return _split(buf, sizes)
+
+    def decrypt_many(
+        self,
+        nonces: Sequence[Buffer],
+        ciphertexts: Sequence[Buffer],
+        associated_data: Union[None, Buffer, Sequence[Buffer]] = None,
+    ) -> List[bytes]:
+        """Verify and decrypt every ciphertext; if any fails, raises InvalidTag whose
+        ``index`` names the first failure and returns nothing."""
+        nonce_blob, packed, aad = self._batch_args(nonces, ciphertexts, associated_data)
+        short = next((i for i, size in enumerate(packed.sizes) if size < TAG_SIZE), None)
+        if short is not None:
+            raise InvalidTag(f"message {short} is shorter than a tag", index=short)
+        sizes = [size - TAG_SIZE for size in packed.sizes]
+        buf = self._scratch(sum(sizes))
+        failed = ffi.new("size_t *")
+        rc = lib.sls_env_aead_decrypt_many(
+            self._ctx, len(sizes), nonce_blob, aad.blob, aad.lens, aad.each, aad.shared,
+            packed.blob, packed.lens, packed.each, buf, failed,
+        )
+        if rc in (lib.SLS_ENV_ERR_AUTH, lib.SLS_ENV_ERR_SHORT):
+            raise InvalidTag(f"authentication failed for message {failed[0]}", index=int(failed[0]))
+        if rc != lib.SLS_ENV_OK:
+            _raise_for(rc)
+        return _split(buf, sizes)
+
+    # ---- records: header || C || T with the header as AAD (sls_envelope.format) --
+
+    def _seal_records(
+        self, header: bytes, nonce_offset: int, nonce_prefix: bytes, counter0: int,
+        messages: Sequence[Buffer],
+    ) -> List[bytes]:
+        """Seal messages as records sharing a header template; record i gets the nonce
+        nonce_prefix || be64(counter0 + i) inside its header.  One C call."""
+        packed = _Packed(messages, "messages")
+        sizes = [len(header) + size + TAG_SIZE for size in packed.sizes]
+        buf = self._scratch(sum(sizes))
+        rc = lib.sls_env_seal_records(
+            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter0,
+            len(sizes), packed.blob, packed.lens, packed.each, buf,
+        )
+        if rc != lib.SLS_ENV_OK:
+            _raise_for(rc)
+        return _split(buf, sizes)
+
+    def _seal_record(
+        self, header: bytes, nonce_offset: int, nonce_prefix: bytes, counter: int, message: Buffer
+    ) -> bytes:
+        """One record, without the packing work of _seal_records."""
+        data, size = (message, len(message)) if type(message) is bytes else _view(message, "batch")
+        total = len(header) + size + TAG_SIZE
+        buf = self._scratch(total)
+        rc = lib.sls_env_seal_records(
+            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter, 1, data,
+            ffi.NULL, size, buf,
+        )
+        if rc != lib.SLS_ENV_OK:
+            _raise_for(rc)
+        return ffi.unpack(ffi.cast("char *", buf), total)  # type: ignore[no-any-return]
+
+    def _open_record(self, record: Buffer, header_len: int, nonce_offset: int) -> bytes:
+        """Verify and decrypt one record; raises InvalidTag on any mismatch."""
+        data, size = (record, len(record)) if type(record) is bytes else _view(record, "record")
+        out = lib.sls_env_open_record(self._ctx, data, size, header_len, nonce_offset)
+        if out == ffi.NULL:
+            _raise_for(lib.sls_env_last_error())
+        return ffi.unpack(out, size - header_len - TAG_SIZE)  # type: ignore[no-any-return]
+
+    # ---- helpers ---------------------------------------------------------------
+
+    @staticmethod
+    def _nonce(nonce: Any) -> bytes:
+        try:
+            raw = nonce if type(nonce) is bytes else memoryview(nonce).tobytes()
+        except TypeError:
+            raise TypeError("nonce must be bytes, bytearray or memoryview") from None
+        if len(raw) != NONCE_SIZE:
+            raise ValueError(f"nonce must be {NONCE_SIZE} bytes")
+        return raw
+
+    @staticmethod
+    def _writable(buf: Any, needed: int, data_ptr: Any, size: int) -> Any:
+        try:
+            out = ffi.from_buffer("uint8_t[]", buf, require_writable=True)
+        except (TypeError, BufferError):
+            raise TypeError("buf must be a writable bytes-like object (bytearray, memoryview...)") from None
+        if len(out) < needed:
+            raise ValueError(f"buf must be at least {needed} bytes, got {len(out)}")
+        if size and needed and type(data_ptr) is not bytes:  # bytes never share a writable buffer
+            d0, d1 = _address_range(data_ptr, size)
+            o0, o1 = _address_range(out, needed)
+            if d0 != o0 and d0 < o1 and o0 < d1:
+                raise ValueError("buf overlaps data other than exactly in place")
+        return out
+
+    @staticmethod
+    def _scratch(size: int) -> Any:
+        buf = lib.sls_env_scratch(size)
+        if buf == ffi.NULL:
+            raise MemoryError("sls-envelope: out of memory")
+        return buf
+
+    def _batch_args(
+        self,
+        nonces: Sequence[Buffer],
+        messages: Sequence[Buffer],
+        associated_data: Union[None, Buffer, Sequence[Buffer]],
+    ) -> Tuple[bytes, _Packed, "_BatchAad"]:
+        if len(nonces) != len(messages):
+            raise ValueError(f"{len(nonces)} nonces for {len(messages)} messages")
+        packed_nonces = _Packed(nonces, "nonces")
+        if packed_nonces.sizes and (packed_nonces.lens != ffi.NULL or packed_nonces.each != NONCE_SIZE):
+            raise ValueError(f"every nonce must be {NONCE_SIZE} bytes")
+        packed = _Packed(messages, "messages")
+        too_long = next((i for i, size in enumerate(packed.sizes) if size > MAX_MESSAGE + TAG_SIZE), None)
+        if too_long is not None:
+            raise ValueError(f"message {too_long} is longer than GCM allows")
+        return packed_nonces.blob, packed, _BatchAad(associated_data, len(messages))
+
+
+class _BatchAad:
+    """Associated data of a batch: none, shared by all, or one per message."""
+
+    __slots__ = ("blob", "lens", "each", "shared")
+
+    def __init__(self, associated_data: Union[None, Buffer, Sequence[Buffer]], count: int) -> None:
+        self.lens: Any = ffi.NULL
+        if associated_data is None:
+            self.blob: Any = ffi.NULL
+            self.each, self.shared = 0, 1
+        elif isinstance(associated_data, (bytes, bytearray, memoryview)):
+            self.blob, self.each = _view(associated_data, "associated_data")
+            self.shared = 1
+        else:
+            if len(associated_data) != count:
+                raise ValueError(f"{len(associated_data)} associated data items for {count} messages")
+            packed = _Packed(associated_data, "associated_data")
+            self.blob, self.lens, self.each, self.shared = packed.blob, packed.lens, packed.each, 0
+
+
+class AESGCM(_GcmAead):
+    """AES-GCM with 128-, 192- or 256-bit keys (FIPS 197, NIST SP 800-38D)."""
+
+    __slots__ = ()
+    _alg = lib.SLS_ENV_AES_GCM
+    _label = "aes-gcm"
+    _key_sizes = (16, 24, 32)
+
+    @classmethod
+    def generate_key(cls, bit_length: int = 256) -> bytes:
+        """A fresh random key from the OS CSPRNG."""
+        if bit_length not in (128, 192, 256):
+            raise ValueError("bit_length must be 128, 192 or 256")
+        return secrets.token_bytes(bit_length // 8)
+
+
+class SM4GCM(_GcmAead):
+    """SM4-GCM (GB/T 32907-2016, RFC 8998) with a 128-bit key."""
+
+    __slots__ = ()
+    _alg = lib.SLS_ENV_SM4_GCM
+    _label = "sm4-gcm"
+    _key_sizes = (16,)
+
+    @classmethod
+    def generate_key(cls) -> bytes:
+        """A fresh random 128-bit key from the OS CSPRNG."""
+        return secrets.token_bytes(16)
