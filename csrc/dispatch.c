@@ -173,6 +173,18 @@ static const sls_env_gcm_impl aesgcm_aesni = {
 static const sls_env_gcm_impl aesgcm_portable = {
     "portable", SLS_ENV_AES_GCM, &sls_env_aes_portable, &sls_env_ghash_portable, NULL, NULL,
 };
+/* SM4: csrc/sm4/sm4_gfni.c (AVX-512 + GFNI), csrc/sm4/sm4_aesni.c (AVX2 + AES-NI);
+ * not stitched: gcm.c runs CTR then GHASH over 4 KiB chunks.  gfni is meant to pair
+ * with the VPCLMULQDQ zmm GHASH once that lands; PCLMULQDQ until then. */
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_gfni;
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_aesni;
+
+static const sls_env_gcm_impl sm4gcm_gfni = {
+    "gfni", SLS_ENV_SM4_GCM, &sls_env_sm4_gfni, &sls_env_ghash_pclmul, NULL, NULL,
+};
+static const sls_env_gcm_impl sm4gcm_aesni = {
+    "aesni", SLS_ENV_SM4_GCM, &sls_env_sm4_aesni, &sls_env_ghash_pclmul, NULL, NULL,
+};
 static const sls_env_gcm_impl sm4gcm_portable = {
     "portable", SLS_ENV_SM4_GCM, &sls_env_sm4_portable, &sls_env_ghash_portable, NULL, NULL,
 };
@@ -182,6 +194,8 @@ static const sls_env_gcm_impl *const aes_impls[] = {
     &aesgcm_portable,
 };
 static const sls_env_gcm_impl *const sm4_impls[] = {
+    &sm4gcm_gfni,
+    &sm4gcm_aesni,
     &sm4gcm_portable,
 };
 
