@@ -164,7 +164,19 @@ static const sls_env_gcm_impl sm4gcm_portable = {
     "portable", SLS_ENV_SM4_GCM, &sls_env_sm4_portable, &sls_env_ghash_portable, NULL, NULL,
 };
 
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_vaes512;
+extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_vpclmul512;
+SLS_ENV_HIDDEN void sls_env_aesgcm_vaes512_seal(const void *, const void *, const uint8_t *, uint8_t *,
+                                                const uint8_t *, uint8_t *, size_t);
+SLS_ENV_HIDDEN void sls_env_aesgcm_vaes512_open(const void *, const void *, const uint8_t *, uint8_t *,
+                                                const uint8_t *, uint8_t *, size_t);
+static const sls_env_gcm_impl aesgcm_vaes512 = {
+    "vaes512", SLS_ENV_AES_GCM, &sls_env_aes_vaes512, &sls_env_ghash_vpclmul512,
+    sls_env_aesgcm_vaes512_seal, sls_env_aesgcm_vaes512_open,
+};
+
 static const sls_env_gcm_impl *const aes_impls[] = {
+    &aesgcm_vaes512,
     &aesgcm_portable,
 };
 static const sls_env_gcm_impl *const sm4_impls[] = {
