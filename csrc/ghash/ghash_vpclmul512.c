@@ -45,8 +45,21 @@ TGT static void update(const void *state, uint8_t y[16], const uint8_t *data, si
         data += 256;
         nblocks -= 16;
     }
-    if (nblocks) {
-        /* r = 1..15 blocks by H^r..H^1: the last r table entries, loaded from entry
+    if (nblocks && nblocks < 4) {
+        /* A few blocks (the lengths block, a short AAD): xmm, so no lane folding
+         * and no masks in the state's dependency chain. */
+        const uint8_t *pw = g->pow[SLS_ENV_GHASH_POWERS - nblocks];
+        __m128i lo = _mm_setzero_si128(), mi = lo, hi = lo;
+        for (size_t j = 0; j < nblocks; j++) {
+            __m128i x = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(data + 16 * j)),
+                                         SLS_ENV_GHASH_BSWAP_EPI8);
+            if (j == 0)
+                x = _mm_xor_si128(x, acc);
+            sls_env_gh128_mul(x, _mm_load_si128((const __m128i *)(pw + 16 * j)), &lo, &mi, &hi);
+        }
+        acc = sls_env_gh128_reduce(lo, mi, hi);
+    } else if (nblocks) {
+        /* r = 4..15 blocks by H^r..H^1: the last r table entries, loaded from entry
          * 32 - r on; lanes past the data are masked to zero. */
         const size_t r = nblocks;
         const uint8_t *pw = g->pow[SLS_ENV_GHASH_POWERS - r];

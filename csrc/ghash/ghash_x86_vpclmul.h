@@ -15,11 +15,11 @@
  * shift of the 256-bit product.
  *
  * Products are schoolbook (four CLMULs per block: lo, hi and the two middle terms).
- * Per block that is one CLMUL more than Karatsuba, but Karatsuba's extra shuffles and
- * XORs run on the same port as VPCLMULQDQ on the Intel cores we measured, and it
- * needs a second table; schoolbook measured no slower.  Products of many blocks by
- * their powers of H are summed unreduced and reduced once (aggregated reduction,
- * white paper section "Aggregated reduction").
+ * Karatsuba would save one CLMUL per block but add a shuffle and XORs per block and a
+ * second table; with zmm operands those run on the same two vector ports as the
+ * CLMULs and the stitched AES rounds, so schoolbook was chosen (Karatsuba was not
+ * measured here).  Products of many blocks by their powers of H are summed
+ * unreduced and reduced once (the white paper's aggregated reduction).
  */
 #ifndef SLS_ENV_GHASH_X86_VPCLMUL_H
 #define SLS_ENV_GHASH_X86_VPCLMUL_H
@@ -46,17 +46,32 @@ _Static_assert(sizeof(sls_env_ghash_vpclmul_key) <= SLS_ENV_GHASH_STATE_SIZE, "G
  * bits 127, 126, 121 of the 128-bit constant 0xC2000000_00000000_00000000_00000001). */
 #define SLS_ENV_GHASH_POLY_HI 0xC200000000000000ull
 
-/* a * b * x (reduced), one block, with PCLMULQDQ. */
-__attribute__((target("avx,pclmul"))) static inline __m128i sls_env_ghash_mul1(__m128i a, __m128i b)
+/* ---- xmm: one block per register (PCLMULQDQ) ----------------------------------- */
+#define SLS_ENV_T_GH128 __attribute__((target("avx,pclmul"), always_inline))
+
+SLS_ENV_T_GH128 static inline void sls_env_gh128_mul(__m128i x, __m128i h, __m128i *lo, __m128i *mi,
+                                                     __m128i *hi)
+{
+    *lo = _mm_xor_si128(*lo, _mm_clmulepi64_si128(x, h, 0x00));
+    *hi = _mm_xor_si128(*hi, _mm_clmulepi64_si128(x, h, 0x11));
+    *mi = _mm_xor_si128(*mi, _mm_xor_si128(_mm_clmulepi64_si128(x, h, 0x01), _mm_clmulepi64_si128(x, h, 0x10)));
+}
+
+/* Fold the low 64 bits of the 256-bit sum into the next 128, then those into the
+ * high half, which is the result. */
+SLS_ENV_T_GH128 static inline __m128i sls_env_gh128_reduce(__m128i lo, __m128i mi, __m128i hi)
 {
     const __m128i k = _mm_set_epi64x(0, (long long)SLS_ENV_GHASH_POLY_HI);
-    __m128i lo = _mm_clmulepi64_si128(a, b, 0x00);
-    __m128i hi = _mm_clmulepi64_si128(a, b, 0x11);
-    __m128i mi = _mm_xor_si128(_mm_clmulepi64_si128(a, b, 0x01), _mm_clmulepi64_si128(a, b, 0x10));
-    /* Fold the low 64 bits into the next 128, then those into the high half. */
     mi = _mm_xor_si128(mi, _mm_xor_si128(_mm_shuffle_epi32(lo, 0x4e), _mm_clmulepi64_si128(lo, k, 0x00)));
-    hi = _mm_xor_si128(hi, _mm_xor_si128(_mm_shuffle_epi32(mi, 0x4e), _mm_clmulepi64_si128(mi, k, 0x00)));
-    return hi;
+    return _mm_xor_si128(hi, _mm_xor_si128(_mm_shuffle_epi32(mi, 0x4e), _mm_clmulepi64_si128(mi, k, 0x00)));
+}
+
+/* a * b * x, reduced. */
+SLS_ENV_T_GH128 static inline __m128i sls_env_ghash_mul1(__m128i a, __m128i b)
+{
+    __m128i lo = _mm_setzero_si128(), mi = lo, hi = lo;
+    sls_env_gh128_mul(a, b, &lo, &mi, &hi);
+    return sls_env_gh128_reduce(lo, mi, hi);
 }
 
 /* Fill the table from H (16 bytes, GCM byte order).  Runs once per key. */
