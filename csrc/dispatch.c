@@ -175,8 +175,20 @@ static const sls_env_gcm_impl aesgcm_vaes512 = {
     sls_env_aesgcm_vaes512_seal, sls_env_aesgcm_vaes512_open,
 };
 
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_vaes256;
+extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_vpclmul256;
+SLS_ENV_HIDDEN void sls_env_aesgcm_vaes256_seal(const void *, const void *, const uint8_t *, uint8_t *,
+                                                const uint8_t *, uint8_t *, size_t);
+SLS_ENV_HIDDEN void sls_env_aesgcm_vaes256_open(const void *, const void *, const uint8_t *, uint8_t *,
+                                                const uint8_t *, uint8_t *, size_t);
+static const sls_env_gcm_impl aesgcm_vaes256 = {
+    "vaes256", SLS_ENV_AES_GCM, &sls_env_aes_vaes256, &sls_env_ghash_vpclmul256,
+    sls_env_aesgcm_vaes256_seal, sls_env_aesgcm_vaes256_open,
+};
+
 static const sls_env_gcm_impl *const aes_impls[] = {
     &aesgcm_vaes512,
+    &aesgcm_vaes256,
     &aesgcm_portable,
 };
 static const sls_env_gcm_impl *const sm4_impls[] = {

@@ -132,6 +132,10 @@ SLS_ENV_T_GH512 static inline __m128i sls_env_gh512_reduce(__m512i lo, __m512i m
 /* ---- ymm: two blocks per register ---------------------------------------------- */
 #define SLS_ENV_T_GH256 __attribute__((target("avx2,vpclmulqdq,pclmul"), always_inline))
 
+/* The empty asm makes each running sum opaque to the compiler: otherwise GCC
+ * reassociates a run of these XORs into one tree, computes every product first and,
+ * with only sixteen ymm registers, spills them (measured: the stitched loop ran ~30%
+ * slower). */
 SLS_ENV_T_GH256 static inline void sls_env_gh256_mul(__m256i x, __m256i h, __m256i *lo, __m256i *mi,
                                                      __m256i *hi)
 {
@@ -139,6 +143,7 @@ SLS_ENV_T_GH256 static inline void sls_env_gh256_mul(__m256i x, __m256i h, __m25
     *hi = _mm256_xor_si256(*hi, _mm256_clmulepi64_epi128(x, h, 0x11));
     *mi = _mm256_xor_si256(*mi, _mm256_xor_si256(_mm256_clmulepi64_epi128(x, h, 0x01),
                                                  _mm256_clmulepi64_epi128(x, h, 0x10)));
+    __asm__("" : "+x"(*lo), "+x"(*mi), "+x"(*hi));
 }
 
 SLS_ENV_T_GH256 static inline void sls_env_gh256_mul0(__m256i x, __m256i h, __m256i *lo, __m256i *mi,
