@@ -174,9 +174,13 @@ static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *a
     const sls_env_gcm_impl *impl = ctx->impl;
     const void *cs = ctx->cipher_state, *gs = ctx->ghash_state;
     uint8_t y[16] = {0}, ctr[16], ek_j0[16];
+    int short_path = is_short(ctx, len);
+    /* E(K, J0) first: it does not depend on the GHASH chain, so the CPU overlaps them. */
+    if (!short_path)
+        encrypt_j0(ctx, nonce, ek_j0);
     ghash_padded(ctx, y, aad, aad_len);
 
-    if (is_short(ctx, len)) {
+    if (short_path) {
         uint8_t buf[16 * (SHORT_BLOCKS + 1)];
         short_keystream(ctx, nonce, in, len, buf);
         memcpy(out, buf + 16, len);
@@ -211,7 +215,6 @@ static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *a
         impl->ghash->update(gs, y, last, 1);
         sls_env_wipe(last, sizeof last);
     }
-    encrypt_j0(ctx, nonce, ek_j0);
     finish_tag(ctx, y, ek_j0, aad_len, len, out + len);
     sls_env_wipe(ek_j0, sizeof ek_j0);
     sls_env_wipe(y, sizeof y);
@@ -225,9 +228,12 @@ static int open_one(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t
     const void *cs = ctx->cipher_state, *gs = ctx->ghash_state;
     uint8_t y[16] = {0}, ctr[16], tag[16], expected[16], ek_j0[16];
     memcpy(tag, in + len, 16); /* before any in-place write */
+    int short_path = is_short(ctx, len);
+    if (!short_path)
+        encrypt_j0(ctx, nonce, ek_j0);
     ghash_padded(ctx, y, aad, aad_len);
 
-    if (is_short(ctx, len)) {
+    if (short_path) {
         uint8_t buf[16 * (SHORT_BLOCKS + 1)];
         ghash_padded(ctx, y, in, len);
         short_keystream(ctx, nonce, in, len, buf);
@@ -258,7 +264,6 @@ static int open_one(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t
             memcpy(out + whole * 16, last, rem);
             sls_env_wipe(last, sizeof last);
         }
-        encrypt_j0(ctx, nonce, ek_j0);
     }
     finish_tag(ctx, y, ek_j0, aad_len, len, expected);
     int ok = sls_env_ct_equal(expected, tag, 16);
