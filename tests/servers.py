@@ -24,7 +24,7 @@ from typing import Callable, Iterator, List, Optional
 
 import pytest
 
-from backends import missing_backend, require_module
+from .backends import missing_backend, require_module
 
 STARTUP_TIMEOUT = 30.0
 LOOPBACK = "127.0.0.1"

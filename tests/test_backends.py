@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from backends import require_module
+from .backends import require_module
 
 MISSING = "sls_envelope_no_such_backend_module"
 

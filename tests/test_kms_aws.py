@@ -11,12 +11,12 @@ from typing import Any, Iterator
 
 import pytest
 
-from backends import require_module
+from .backends import require_module
 
 boto3 = require_module("boto3")
 stub = require_module("botocore.stub")
 
-from kms_contract import (  # noqa: E402
+from .kms_contract import (  # noqa: E402
     CONTEXT,
     assert_context_bound,
     assert_hidden,
@@ -24,7 +24,7 @@ from kms_contract import (  # noqa: E402
     capture_all_logs,
     round_trip,
 )
-from servers import MotoServer, SilentServer, moto_server, silent_server  # noqa: E402,F401
+from .servers import MotoServer, SilentServer, moto_server, silent_server  # noqa: E402,F401
 from sls_envelope.exceptions import KeyInvalidError, KmsUnavailableError  # noqa: E402
 from sls_envelope.kms.aws import AwsKms  # noqa: E402
 from sls_envelope.kms.base import RetryPolicy  # noqa: E402

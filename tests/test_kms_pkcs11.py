@@ -15,14 +15,14 @@ from typing import Any, Iterator, List
 
 import pytest
 
-from backends import require_module
+from .backends import require_module
 
 pkcs11 = require_module("pkcs11")
 
 from pkcs11 import Attribute, KeyType, ObjectClass  # noqa: E402
 from pkcs11 import exceptions as p11err  # noqa: E402
 
-from kms_contract import (  # noqa: E402
+from .kms_contract import (  # noqa: E402
     CONTEXT,
     assert_context_bound,
     assert_hidden,
@@ -30,7 +30,7 @@ from kms_contract import (  # noqa: E402
     capture_all_logs,
     round_trip,
 )
-from servers import SoftHsmToken, softhsm_token  # noqa: E402,F401
+from .servers import SoftHsmToken, softhsm_token  # noqa: E402,F401
 from sls_envelope.exceptions import KeyInvalidError, KmsUnavailableError  # noqa: E402
 from sls_envelope.kms.base import RetryPolicy  # noqa: E402
 from sls_envelope.kms.pkcs11 import Pkcs11Kms  # noqa: E402
