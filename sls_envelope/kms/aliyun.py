@@ -70,6 +70,34 @@ _DEFAULT_SESSION_SECONDS = 3600
 _REFRESH_BEFORE_SECONDS = 300
 
 
+class _RedactCredentialsInUrls(logging.Filter):
+    """urllib3 logs each request line at DEBUG; with the HMAC-SHA1 RPC signature the query
+    carries SecurityToken and Signature.  This filter, put on urllib3's connection-pool
+    logger when an AliyunKms is made, blanks them before any handler sees the record."""
+
+    _PATTERN = re.compile(r"(SecurityToken|Signature|AccessKeyId)=[^&\s\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is not ours to fix
+            return True
+        if "SecurityToken=" in message or "Signature=" in message:
+            record.msg = self._PATTERN.sub(r"\1=<redacted>", message)
+            record.args = ()
+        return True
+
+
+_URL_FILTER = _RedactCredentialsInUrls()
+
+
+def _install_url_filter() -> None:
+    for name in ("urllib3.connectionpool", "urllib3.connection"):
+        logger = logging.getLogger(name)
+        if _URL_FILTER not in logger.filters:
+            logger.addFilter(_URL_FILTER)
+
+
 def _mask(access_key_id: str) -> str:
     return access_key_id[:4] + "****" if len(access_key_id) > 4 else "****"
 
@@ -241,6 +269,7 @@ class AliyunKms(KmsClient):
         self._session: Optional[_AssumedRoleSession] = None
         self._roles: Dict[str, AliyunKms] = {}
         self._roles_lock = threading.Lock()
+        _install_url_filter()
         if os.environ.get("DEBUG", "").lower() == "sdk":
             log.warning("DEBUG=sdk makes the Alibaba Cloud SDK print request headers, credentials included")
         self._kms = _KmsSdkClient(self._config(
@@ -364,12 +393,22 @@ class AliyunKms(KmsClient):
         if creds is None or not creds.access_key_id or not creds.access_key_secret or not creds.security_token:
             raise KmsUnavailableError("STS AssumeRole answered without credentials", code="LastResponseInvalid")
         self._scrub.add(creds.access_key_secret, creds.security_token)
-        expires_at = self._clock() + self._session_seconds
+        now = self._clock()
+        lifetime = float(self._session_seconds)
         if creds.expiration:
+            # Trust a shorter Expiration (the role's maximum session may be shorter), but not
+            # one that our clock already sees as (nearly) past: that is clock skew, and
+            # believing it would make every call assume the role again.
             try:
-                expires_at = min(expires_at, float(calendar.timegm(time.strptime(creds.expiration, "%Y-%m-%dT%H:%M:%SZ"))))
+                by_server = calendar.timegm(time.strptime(creds.expiration, "%Y-%m-%dT%H:%M:%SZ")) - now
             except ValueError:
-                log.warning("STS AssumeRole answered with an unparsable Expiration; assuming %d s", self._session_seconds)
+                by_server = lifetime
+            if by_server <= _REFRESH_BEFORE_SECONDS:
+                log.warning("STS Expiration %s is (nearly) past by our clock: clock skew? assuming %d s",
+                            creds.expiration, self._session_seconds)
+            else:
+                lifetime = min(lifetime, by_server)
+        expires_at = now + lifetime
         log.info("assumed role %s (credentials valid until %s)", arn, creds.expiration or "unknown")
         return _StaticCredentials(creds.access_key_id, creds.access_key_secret, creds.security_token), expires_at
 
