@@ -316,3 +316,30 @@ def test_no_secret_in_repr_messages_or_logs(server: KmsHttpServer, kms: LocalKms
     assert all(e.__cause__ is None for e in errors)
     with pytest.raises(TypeError):
         pickle.dumps(aliyun)
+
+
+# -- KeyManager over AliyunKms: a BYOK SM4 Logstore fails closed and recovers ---------------------
+
+
+def test_key_manager_byok_sm4_logstore_over_aliyun_kms(server: KmsHttpServer, kms: LocalKms) -> None:
+    from sls_envelope.keys import KeyManager
+
+    cmk = KmsSdk(sdk_config(server)).create_key(kms_models.CreateKeyRequest(description="customer")).body \
+        .key_metadata.key_id
+    arn = create_log_service_role(kms, "sls-byok")
+    manager = KeyManager(client(server), revalidate_after=0)
+    conf = {"enable": True, "encrypt_type": "sm4",
+            "user_cmk_info": {"cmk_key_id": cmk, "arn": arn, "region_id": "cn-hangzhou"}}
+    cipher = manager.create_logstore("proj", "store", conf)
+    assert cipher is not None and cipher.suite.lower().startswith("sm4")
+    sealed = cipher.encrypt(b"log batch 1")
+    assert cipher.decrypt(sealed) == b"log batch 1"
+    admin = KmsSdk(sdk_config(server))
+    admin.disable_key(kms_models.DisableKeyRequest(key_id=cmk))
+    for operation in (lambda: cipher.decrypt(sealed), lambda: cipher.encrypt(b"log batch 2")):
+        with pytest.raises(KeyInvalidError) as info:
+            operation()
+        assert info.value.code == "Rejected.Disabled"
+    admin.enable_key(kms_models.EnableKeyRequest(key_id=cmk))
+    assert cipher.decrypt(sealed) == b"log batch 1"
+    assert cipher.decrypt(cipher.encrypt(b"log batch 3")) == b"log batch 3"
