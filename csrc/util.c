@@ -67,8 +67,8 @@ uint8_t *sls_env_scratch(size_t len)
     if (len > SIZE_MAX - 65536)
         return NULL;
     size_t cap = len < 65536 ? 65536 : (len + 65535) & ~(size_t)65535;
-    uint8_t *fresh = malloc(cap);
-    if (fresh == NULL)
+    void *fresh = NULL;
+    if (posix_memalign(&fresh, 64, cap) != 0)
         return NULL;
     scratch_release(s);
     s->buf = fresh;

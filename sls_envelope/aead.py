@@ -394,15 +394,12 @@ class _GcmAead:
     ) -> bytes:
         """One record, without the packing work of _seal_records."""
         data, size = (message, len(message)) if type(message) is bytes else _view(message, "batch")
-        total = len(header) + size + TAG_SIZE
-        buf = self._scratch(total)
-        rc = lib.sls_env_seal_records(
-            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter, 1, data,
-            ffi.NULL, size, buf,
+        out = lib.sls_env_seal_record_scratch(
+            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter, data, size
         )
-        if rc != lib.SLS_ENV_OK:
-            _raise_for(rc)
-        return ffi.unpack(ffi.cast("char *", buf), total)  # type: ignore[no-any-return]
+        if not out:
+            _raise_for(_last_error())
+        return _unpack(out, len(header) + size + TAG_SIZE)  # type: ignore[no-any-return]
 
     def _open_record(self, record: Buffer, header_len: int, nonce_offset: int) -> bytes:
         """Verify and decrypt one record; raises InvalidTag on any mismatch."""

@@ -92,8 +92,8 @@ char *sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce
 /* The code of the calling thread's last failed *_scratch call. */
 int sls_env_last_error(void);
 
-/* The calling thread's scratch buffer, grown to at least len bytes (NULL if
- * allocation fails).  The *_scratch functions above write into the same buffer. */
+/* The calling thread's scratch buffer, 64-byte aligned, grown to at least len bytes
+ * (NULL if allocation fails).  The *_scratch functions above write into the same buffer. */
 uint8_t *sls_env_scratch(size_t len);
 
 /*
@@ -132,6 +132,13 @@ int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
                          uint8_t *out);
 char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t record_len,
                           size_t header_len, size_t nonce_offset);
+/* One record sealed into the calling thread's scratch buffer, placed so that its
+ * ciphertext starts on a 64-byte boundary (wide stores then never split a cache
+ * line); returns the record's first byte, or NULL with sls_env_last_error(). */
+char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header,
+                                  size_t header_len, size_t nonce_offset,
+                                  const uint8_t *nonce_prefix, uint64_t counter,
+                                  const uint8_t *in, size_t in_len);
 
 /* Constant-time comparison of two buffers: 1 if equal, 0 if not. */
 int sls_env_ct_equal(const uint8_t *a, const uint8_t *b, size_t len);
