@@ -108,6 +108,7 @@ class LogstoreCipher:
         self._codec: Optional[BatchCodec] = None
         self._failure: Optional[KeyInvalidError] = None
         self._deadline = -math.inf  # the next call checks with the KMS
+        self._closed: Optional[str] = None
         if data_key is not None:
             self._install(data_key)
             self._deadline = self._next_deadline(clock())
@@ -199,6 +200,8 @@ class LogstoreCipher:
     def _ready(self) -> BatchCodec:
         """The codec after the check that is due (lock held while asking the KMS)."""
         with self._lock:
+            if self._closed is not None:
+                raise KeyInvalidError(self._closed, code="LogStoreNotExist")
             now = self._clock()
             if now < self._deadline:
                 if self._codec is not None:
@@ -233,6 +236,14 @@ class LogstoreCipher:
         """Drop the plaintext key now; the next call unwraps it again through the KMS."""
         with self._lock:
             self._wipe_locked()
+            self._deadline = -math.inf
+
+    def _close(self, reason: str) -> None:
+        """Wipe the key and refuse every later call (the Logstore was deleted or its
+        manager closed)."""
+        with self._lock:
+            self._wipe_locked()
+            self._closed = reason
             self._deadline = -math.inf
 
 
@@ -382,13 +393,13 @@ class KeyManager:
                 raise ConfigError(f"Logstore {project}/{logstore} does not exist", code="LogStoreNotExist")
             cipher = self._ciphers.pop((project, logstore), None)
             if cipher is not None:
-                cipher.wipe()
+                cipher._close(f"Logstore {project}/{logstore} was deleted")
 
     def close(self) -> None:
         """Wipe every cached key and close the store."""
         with self._lock:
             for cipher in self._ciphers.values():
-                cipher.wipe()
+                cipher._close("the KeyManager was closed")
             self._ciphers.clear()
             self._store.close()
 
