@@ -220,6 +220,10 @@ def plot(rows: Sequence[BenchRow], path: str) -> None:
     import matplotlib.pyplot as plt
 
     algorithms_ = sorted({row.algorithm for row in rows})
+    # One colour per library and implementation, one line style per mode.
+    contenders = sorted({(row.library, row.implementation) for row in rows})
+    palette = plt.get_cmap("tab10")
+    colours = {c: palette(i % 10) for i, c in enumerate(contenders)}
     fig, axes = plt.subplots(1, len(algorithms_), figsize=(6.5 * len(algorithms_), 4.8), squeeze=False)
     for ax, algorithm in zip(axes[0], algorithms_):
         for (alg, library, impl, mode), points in sorted(series(rows).items()):
@@ -228,7 +232,7 @@ def plot(rows: Sequence[BenchRow], path: str) -> None:
             xs, ys = zip(*sorted(points))
             label = f"{library} {impl}" if library != "sls-envelope" else f"sls-envelope {impl}"
             ax.plot(xs, ys, marker="o", markersize=3, linestyle="-" if mode == "single" else "--",
-                    label=f"{label}, {mode}")
+                    color=colours[(library, impl)], label=f"{label}, {mode}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_title(f"{algorithm} encrypt")
