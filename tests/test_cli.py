@@ -428,9 +428,12 @@ def test_refuses_ciphertext_to_a_terminal(world: Dict[str, Any], tmp_path: Path)
     assert result.returncode == 2 and b"terminal" in result.stderr
 
 
-def test_progress_bar_on_a_terminal(world: Dict[str, Any], tmp_path: Path) -> None:
+@pytest.mark.parametrize("with_tqdm", [True, False])
+def test_progress_bar_on_a_terminal(world: Dict[str, Any], tmp_path: Path, with_tqdm: bool) -> None:
+    """A bar on a terminal with tqdm; without tqdm (the optional `cli` extra), no bar and no error."""
     pty = pytest.importorskip("pty")
-    pytest.importorskip("tqdm")
+    if with_tqdm:
+        pytest.importorskip("tqdm")
     (tmp_path / "in").write_bytes(os.urandom(64 * CHUNK))
     primary, secondary = pty.openpty()
     import fcntl
@@ -438,7 +441,9 @@ def test_progress_bar_on_a_terminal(world: Dict[str, Any], tmp_path: Path) -> No
 
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 wide
     try:
-        command = [sys.executable, "-m", "sls_envelope", "--home", str(world["home"]), "encrypt", "proj/aes",
+        hide = "" if with_tqdm else "sys.modules['tqdm'] = None; "  # import tqdm -> ImportError
+        command = [sys.executable, "-c", f"import sys; {hide}from sls_envelope.cli import main; sys.exit(main())",
+                   "--home", str(world["home"]), "encrypt", "proj/aes",
                    str(tmp_path / "in"), str(tmp_path / "out"), "--chunk-size", str(CHUNK)]
         result = subprocess.run(command, stdout=subprocess.PIPE, stderr=secondary, env=_env(), timeout=60)
         os.set_blocking(primary, False)
@@ -450,7 +455,11 @@ def test_progress_bar_on_a_terminal(world: Dict[str, Any], tmp_path: Path) -> No
         os.close(secondary)
         os.close(primary)
     assert result.returncode == 0
-    assert b"encrypt" in shown and b"B/s" in shown
+    assert (tmp_path / "out").stat().st_size > 64 * CHUNK
+    if with_tqdm:
+        assert b"encrypt" in shown and b"B/s" in shown
+    else:
+        assert shown == b""
 
 
 # ---- demo and bench ------------------------------------------------------------------------------------
