@@ -20,20 +20,17 @@ Nothing secret is logged: a request is logged as its action, caller (masked) and
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import dataclasses
 import http.server
 import json
 import logging
-import os
 import secrets
-import sys
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
 from ..exceptions import KeyInvalidError, KmsUnavailableError
@@ -51,7 +48,6 @@ __all__ = [
     "make_server",
     "serve",
     "create_log_service_role",
-    "main",
 ]
 
 log = logging.getLogger("sls_envelope.kms.server")
@@ -304,7 +300,7 @@ class KmsApi:
             raise
         except KeyInvalidError as exc:
             raise ApiError(exc.code, str(exc)) from None
-        except KmsUnavailableError as exc:
+        except KmsUnavailableError:
             raise ApiError("ServiceUnavailableTemporary", "Service Unavailable Temporary.", 503) from None
         except (ValueError, TypeError) as exc:
             raise ApiError("InvalidParameter", str(exc)[:300]) from None
@@ -609,41 +605,3 @@ def create_log_service_role(kms: Any, name: str) -> str:
     from .local import log_service_trust_policy
 
     return str(kms.create_role(name, trust_policy=log_service_trust_policy(), policies=BYOK_ROLE_POLICIES))
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m sls_envelope.kms.server --home DIR serve|create-role ...`` (until the CLI has it)."""
-    parser = argparse.ArgumentParser(prog="python -m sls_envelope.kms.server")
-    parser.add_argument("--home", required=True, help="directory holding the LocalKms state")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = sub.add_parser("serve", help="serve LocalKms as Alibaba Cloud KMS/STS over HTTP")
-    serve_cmd.add_argument("--host", default="127.0.0.1")
-    serve_cmd.add_argument("--port", type=int, default=0)
-    serve_cmd.add_argument("--access-key-id", default=os.environ.get("SLS_ENVELOPE_KMS_ACCESS_KEY_ID"))
-    serve_cmd.add_argument("--access-key-secret", default=os.environ.get("SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET"),
-                           help="or set SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET (keeps it out of ps)")
-    serve_cmd.add_argument("--region-id", default="cn-hangzhou")
-    role_cmd = sub.add_parser("create-role", help="create a BYOK role for the log service; prints its ARN")
-    role_cmd.add_argument("name")
-    args = parser.parse_args(argv)
-
-    from .local import LocalKms
-
-    kms = LocalKms(args.home)
-    if args.command == "create-role":
-        print(create_log_service_role(kms, args.name))
-        return 0
-    if not args.access_key_id or not args.access_key_secret:
-        parser.error("serve needs --access-key-id and --access-key-secret")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-
-    def announce(server: KmsHttpServer) -> None:
-        print(f"serving LocalKms at http://{server.endpoint} (KMS {KMS_VERSION}, STS {STS_VERSION})", flush=True)
-
-    serve(kms, args.host, args.port, args.access_key_id, args.access_key_secret,
-          region_id=args.region_id, ready=announce)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
