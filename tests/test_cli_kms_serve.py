@@ -81,6 +81,15 @@ def test_official_sdk_against_kms_serve(served: Tuple[Path, str]) -> None:
         sdk.decrypt(kms_models.DecryptRequest(ciphertext_blob=made.ciphertext_blob,
                                               encryption_context=dict(CTX, logstore="other")))
     assert wrong_context.value.code == "InvalidCiphertext"
+    # Encrypt of caller data, opened by Decrypt with the same context only.
+    import base64
+
+    secret_text = base64.b64encode(b"a small secret").decode()
+    sealed = sdk.encrypt(kms_models.EncryptRequest(key_id=key_id, plaintext=secret_text,
+                                                   encryption_context=CTX)).body
+    assert sealed.key_id == key_id and sealed.ciphertext_blob
+    back = sdk.decrypt(kms_models.DecryptRequest(ciphertext_blob=sealed.ciphertext_blob, encryption_context=CTX))
+    assert back.body.plaintext == secret_text
     sdk.disable_key(kms_models.DisableKeyRequest(key_id=key_id))
     with pytest.raises(ClientException) as disabled:
         sdk.decrypt(kms_models.DecryptRequest(ciphertext_blob=made.ciphertext_blob, encryption_context=CTX))

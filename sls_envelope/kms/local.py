@@ -373,6 +373,11 @@ class LocalKms(KmsClient):
     def decrypt(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> bytes:
         return self._call(lambda: _unwrap(self._store, ciphertext_blob, context), "Decrypt")
 
+    def encrypt(self, key_id: str, plaintext: bytes, *, context: EncryptionContext) -> bytes:
+        """KMS Encrypt: caller data (up to 6 KiB) sealed under the CMK, in the blob format
+        that decrypt opens."""
+        return self._call(lambda: _encrypt(self._store, key_id, plaintext, context), "Encrypt")
+
     def describe_key(self, key_id: str) -> Dict[str, Any]:
         return self._call(lambda: _describe(self._store, key_id), "DescribeKey")
 
@@ -573,6 +578,10 @@ class _RoleClient(KmsClient):
         return self._as_role(_CRYPTO, lambda: _generate(store, key_id, context, number_of_bytes),
                              "GenerateDataKey")
 
+    def encrypt(self, key_id: str, plaintext: bytes, *, context: EncryptionContext) -> bytes:
+        store = self._kms._store
+        return self._as_role(_CRYPTO, lambda: _encrypt(store, key_id, plaintext, context), "Encrypt")
+
     def decrypt(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> bytes:
         store = self._kms._store
         return self._as_role(_CRYPTO, lambda: _unwrap(store, ciphertext_blob, context),
@@ -617,20 +626,31 @@ def _aad(key_id: bytes, context: EncryptionContext) -> bytes:
     return _WRAP_LABEL + bytes([len(key_id)]) + key_id + _canonical_context(context)
 
 
-def _generate(store: _Store, key_id: str, context: EncryptionContext, number_of_bytes: int) -> DataKey:
-    if type(number_of_bytes) is not int or not 1 <= number_of_bytes <= 1024:
-        raise ValueError("number_of_bytes must be an integer from 1 to 1024")
+def _wrap(store: _Store, key_id: str, plaintext: bytes, context: EncryptionContext) -> bytes:
+    """plaintext sealed under the CMK: version || id length || id || nonce || AES-GCM."""
     with store.lock:
         record = store.usable_key(key_id)
         wrapper = AESGCM(_material(record))
     raw_id = key_id.encode("utf-8")
     if len(raw_id) > 255:
         raise ValueError("key id too long")
-    plaintext = secrets.token_bytes(number_of_bytes)
     nonce = secrets.token_bytes(_NONCE_LEN)
     sealed = wrapper.encrypt(nonce, plaintext, _aad(raw_id, context))
-    blob = bytes([_BLOB_VERSION, len(raw_id)]) + raw_id + nonce + sealed
-    return DataKey(key_id=key_id, plaintext=plaintext, ciphertext_blob=blob)
+    return bytes([_BLOB_VERSION, len(raw_id)]) + raw_id + nonce + sealed
+
+
+def _generate(store: _Store, key_id: str, context: EncryptionContext, number_of_bytes: int) -> DataKey:
+    if type(number_of_bytes) is not int or not 1 <= number_of_bytes <= 1024:
+        raise ValueError("number_of_bytes must be an integer from 1 to 1024")
+    plaintext = secrets.token_bytes(number_of_bytes)
+    return DataKey(key_id=key_id, plaintext=plaintext, ciphertext_blob=_wrap(store, key_id, plaintext, context))
+
+
+def _encrypt(store: _Store, key_id: str, plaintext: bytes, context: EncryptionContext) -> bytes:
+    # KMS Encrypt takes up to 6 KiB of caller data.
+    if not isinstance(plaintext, (bytes, bytearray)) or not 1 <= len(plaintext) <= 6144:
+        raise ValueError("plaintext must be 1 to 6144 bytes")
+    return _wrap(store, key_id, bytes(plaintext), context)
 
 
 def _unwrap(store: _Store, blob: bytes, context: EncryptionContext) -> bytes:
