@@ -208,6 +208,13 @@ class _Packed:
             self.each = 0
 
 
+def _shifted(packed: _Packed, delta: int) -> List[int]:
+    """Result sizes of a batch: every input size plus delta (no Python loop when equal)."""
+    if packed.lens == ffi.NULL:
+        return [packed.each + delta] * len(packed.sizes)
+    return [size + delta for size in packed.sizes]
+
+
 class _GcmAead:
     """Shared machinery of AESGCM and SM4GCM."""
 
@@ -335,7 +342,7 @@ class _GcmAead:
         """Encrypt messages[i] under nonces[i]; ``associated_data`` is None, one
         bytes-like for all, or one per message.  Equal to a loop of :meth:`encrypt`."""
         nonce_blob, packed, aad = self._batch_args(nonces, messages, associated_data)
-        sizes = [size + TAG_SIZE for size in packed.sizes]
+        sizes = _shifted(packed, TAG_SIZE)
         buf = self._scratch(sum(sizes))
         rc = lib.sls_env_aead_encrypt_many(
             self._ctx, len(sizes), nonce_blob, aad.blob, aad.lens, aad.each, aad.shared,
@@ -354,10 +361,10 @@ class _GcmAead:
         """Verify and decrypt every ciphertext; if any fails, raises InvalidTag whose
         ``index`` names the first failure and returns nothing."""
         nonce_blob, packed, aad = self._batch_args(nonces, ciphertexts, associated_data)
-        short = next((i for i, size in enumerate(packed.sizes) if size < TAG_SIZE), None)
-        if short is not None:
+        if packed.sizes and min(packed.sizes) < TAG_SIZE:
+            short = next(i for i, size in enumerate(packed.sizes) if size < TAG_SIZE)
             raise InvalidTag(f"message {short} is shorter than a tag", index=short)
-        sizes = [size - TAG_SIZE for size in packed.sizes]
+        sizes = _shifted(packed, -TAG_SIZE)
         buf = self._scratch(sum(sizes))
         failed = ffi.new("size_t *")
         rc = lib.sls_env_aead_decrypt_many(
@@ -379,7 +386,7 @@ class _GcmAead:
         """Seal messages as records sharing a header template; record i gets the nonce
         nonce_prefix || be64(counter0 + i) inside its header.  One C call."""
         packed = _Packed(messages, "messages")
-        sizes = [len(header) + size + TAG_SIZE for size in packed.sizes]
+        sizes = _shifted(packed, len(header) + TAG_SIZE)
         buf = self._scratch(sum(sizes))
         rc = lib.sls_env_seal_records(
             self._ctx, header, len(header), nonce_offset, nonce_prefix, counter0,
@@ -430,8 +437,9 @@ class _GcmAead:
         if packed_nonces.sizes and (packed_nonces.lens != ffi.NULL or packed_nonces.each != NONCE_SIZE):
             raise ValueError(f"every nonce must be {NONCE_SIZE} bytes")
         packed = _Packed(messages, "messages")
-        too_long = next((i for i, size in enumerate(packed.sizes) if size > MAX_MESSAGE + TAG_SIZE), None)
-        if too_long is not None:
+        # Checked with C-level max(); the Python loop runs only to name the culprit.
+        if packed.sizes and max(packed.sizes) > MAX_MESSAGE + TAG_SIZE:
+            too_long = next(i for i, size in enumerate(packed.sizes) if size > MAX_MESSAGE + TAG_SIZE)
             raise ValueError(f"message {too_long} is longer than GCM allows")
         return packed_nonces.blob, packed, _BatchAad(associated_data, len(messages))
 
