@@ -84,6 +84,8 @@ _encrypt_scratch = lib.sls_env_aead_encrypt_scratch
 _decrypt_scratch = lib.sls_env_aead_decrypt_scratch
 _last_error = lib.sls_env_last_error
 _encrypt = lib.sls_env_aead_encrypt
+_seal_record_scratch = lib.sls_env_seal_record_scratch
+fork_generation = lib.sls_env_fork_generation
 _decrypt = lib.sls_env_aead_decrypt
 _unpack = ffi.unpack
 _from_buffer = ffi.from_buffer
@@ -95,6 +97,11 @@ _ERRORS = {
     lib.SLS_ENV_ERR_TOO_LONG: "message or associated data longer than GCM allows",
     lib.SLS_ENV_ERR_ARG: "invalid argument",
 }
+
+
+class ProcessForked(Exception):
+    """Internal: a record was refused because the process forked since its session
+    began (see fork_generation()); the caller starts a new session and retries."""
 
 
 def _raise_for(rc: int) -> None:
@@ -397,15 +404,20 @@ class _GcmAead:
         return _split(buf, sizes)
 
     def _seal_record(
-        self, header: bytes, nonce_offset: int, nonce_prefix: bytes, counter: int, message: Buffer
+        self, header: bytes, nonce_offset: int, nonce_prefix: bytes, counter: int, message: Buffer,
+        fork_generation: int,
     ) -> bytes:
-        """One record, without the packing work of _seal_records."""
+        """One record, without the packing work of _seal_records.  Raises ProcessForked,
+        sealing nothing, if the process forked after fork_generation was read."""
         data, size = (message, len(message)) if type(message) is bytes else _view(message, "batch")
-        out = lib.sls_env_seal_record_scratch(
-            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter, data, size
+        out = _seal_record_scratch(
+            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter, data, size, fork_generation
         )
         if not out:
-            _raise_for(_last_error())
+            rc = _last_error()
+            if rc == lib.SLS_ENV_ERR_FORKED:
+                raise ProcessForked()
+            _raise_for(rc)
         return _unpack(out, len(header) + size + TAG_SIZE)  # type: ignore[no-any-return]
 
     def _open_record(self, record: Buffer, header_len: int, nonce_offset: int) -> bytes:
