@@ -158,16 +158,9 @@ const char *sls_env_cpu_features(void)
 /* ---- the implementations, fastest first ---------------------------------- */
 
 /* Stitched CTR+GHASH routines (csrc/gcm/aesgcm_<impl>.c). */
-#define BULK(name)                                                                              \
-    SLS_ENV_HIDDEN void name(const void *, const void *, const uint8_t *, uint8_t *,             \
-                             const uint8_t *, uint8_t *, size_t)
-BULK(sls_env_aesgcm_vaes512_seal);
-BULK(sls_env_aesgcm_vaes512_open);
-BULK(sls_env_aesgcm_vaes256_seal);
-BULK(sls_env_aesgcm_vaes256_open);
-BULK(sls_env_aesgcm_aesni_seal);
-BULK(sls_env_aesgcm_aesni_open);
-#undef BULK
+extern SLS_ENV_HIDDEN const sls_env_gcm_bulk sls_env_aesgcm_vaes512;
+extern SLS_ENV_HIDDEN const sls_env_gcm_bulk sls_env_aesgcm_vaes256;
+extern SLS_ENV_HIDDEN const sls_env_gcm_bulk sls_env_aesgcm_aesni;
 
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_vaes512; /* csrc/aes/ */
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_vaes256;
@@ -183,31 +176,31 @@ extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_pclmul;
  * portable are stitched. */
 static const sls_env_gcm_impl aesgcm_vaes512 = {
     "vaes512", SLS_ENV_AES_GCM, &sls_env_aes_vaes512, &sls_env_ghash_vpclmul512,
-    sls_env_aesgcm_vaes512_seal, sls_env_aesgcm_vaes512_open,
+    &sls_env_aesgcm_vaes512,
 };
 static const sls_env_gcm_impl aesgcm_vaes256 = {
     "vaes256", SLS_ENV_AES_GCM, &sls_env_aes_vaes256, &sls_env_ghash_vpclmul256,
-    sls_env_aesgcm_vaes256_seal, sls_env_aesgcm_vaes256_open,
+    &sls_env_aesgcm_vaes256,
 };
 static const sls_env_gcm_impl aesgcm_aesni = {
     "aesni", SLS_ENV_AES_GCM, &sls_env_aes_aesni, &sls_env_ghash_pclmul,
-    sls_env_aesgcm_aesni_seal, sls_env_aesgcm_aesni_open,
+    &sls_env_aesgcm_aesni,
 };
 static const sls_env_gcm_impl aesgcm_portable = {
-    "portable", SLS_ENV_AES_GCM, &sls_env_aes_portable, &sls_env_ghash_portable, NULL, NULL,
+    "portable", SLS_ENV_AES_GCM, &sls_env_aes_portable, &sls_env_ghash_portable, NULL,
 };
 
 /* SM4-GCM: the S-box through GFNI on zmm, through AESENCLAST on AVX2, then portable.
  * Not stitched: gcm.c runs CTR then GHASH over 4 KiB chunks (at 64 KiB the zmm GHASH
  * adds about 10% to the CTR time, so stitching would gain little). */
 static const sls_env_gcm_impl sm4gcm_gfni = {
-    "gfni", SLS_ENV_SM4_GCM, &sls_env_sm4_gfni, &sls_env_ghash_vpclmul512, NULL, NULL,
+    "gfni", SLS_ENV_SM4_GCM, &sls_env_sm4_gfni, &sls_env_ghash_vpclmul512, NULL,
 };
 static const sls_env_gcm_impl sm4gcm_aesni = {
-    "aesni", SLS_ENV_SM4_GCM, &sls_env_sm4_aesni, &sls_env_ghash_pclmul, NULL, NULL,
+    "aesni", SLS_ENV_SM4_GCM, &sls_env_sm4_aesni, &sls_env_ghash_pclmul, NULL,
 };
 static const sls_env_gcm_impl sm4gcm_portable = {
-    "portable", SLS_ENV_SM4_GCM, &sls_env_sm4_portable, &sls_env_ghash_portable, NULL, NULL,
+    "portable", SLS_ENV_SM4_GCM, &sls_env_sm4_portable, &sls_env_ghash_portable, NULL,
 };
 
 static const sls_env_gcm_impl *const aes_impls[] = {

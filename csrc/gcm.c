@@ -143,7 +143,7 @@ static void encrypt_j0(const sls_env_aead *ctx, const uint8_t *nonce, uint8_t ek
 
 static int is_short(const sls_env_aead *ctx, size_t len)
 {
-    return ctx->impl->seal_bulk == NULL && len <= 16 * SHORT_BLOCKS;
+    return ctx->impl->bulk == NULL && len <= 16 * SHORT_BLOCKS;
 }
 
 /* buf[0..16) = E(K, J0); buf[16..16 + len) = in ^ keystream; zero padding after it. */
@@ -193,9 +193,9 @@ static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *a
 
     size_t whole = len / 16, rem = len % 16;
     uint32_t counter = 2; /* inc32(J0) */
-    if (impl->seal_bulk && whole) {
+    if (impl->bulk && whole) {
         set_counter(ctr, nonce, counter);
-        impl->seal_bulk(cs, gs, ctr, y, in, out, whole);
+        impl->bulk->seal(cs, gs, ctr, y, in, out, whole);
     } else {
         for (size_t done = 0; done < whole;) {
             size_t n = whole - done < CHUNK_BLOCKS ? whole - done : CHUNK_BLOCKS;
@@ -243,9 +243,9 @@ static int open_one(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t
     } else {
         size_t whole = len / 16, rem = len % 16;
         uint32_t counter = 2;
-        if (impl->open_bulk && whole) {
+        if (impl->bulk && whole) {
             set_counter(ctr, nonce, counter);
-            impl->open_bulk(cs, gs, ctr, y, in, out, whole);
+            impl->bulk->open(cs, gs, ctr, y, in, out, whole);
         } else {
             for (size_t done = 0; done < whole;) {
                 size_t n = whole - done < CHUNK_BLOCKS ? whole - done : CHUNK_BLOCKS;

@@ -102,13 +102,18 @@ typedef void (*sls_env_gcm_bulk_fn)(const void *cipher_state, const void *ghash_
                                     const uint8_t ctr[16], uint8_t y[16], const uint8_t *in,
                                     uint8_t *out, size_t nblocks);
 
+/* The stitched pair of a cipher/GHASH family (csrc/gcm/<alg>gcm_<impl>.c). */
+typedef struct sls_env_gcm_bulk {
+    sls_env_gcm_bulk_fn seal;
+    sls_env_gcm_bulk_fn open;
+} sls_env_gcm_bulk;
+
 typedef struct sls_env_gcm_impl {
     const char *name; /* the name users see: "portable", "aesni", "vaes512", "gfni"... */
     int alg;          /* SLS_ENV_AES_GCM or SLS_ENV_SM4_GCM */
     const sls_env_block_cipher *cipher;
     const sls_env_ghash_impl *ghash;
-    sls_env_gcm_bulk_fn seal_bulk; /* NULL: gcm.c runs ctr32 then ghash update */
-    sls_env_gcm_bulk_fn open_bulk; /* NULL: gcm.c runs ghash update then ctr32 */
+    const sls_env_gcm_bulk *bulk; /* NULL: gcm.c runs ctr32 and ghash update in chunks */
 } sls_env_gcm_impl;
 
 struct sls_env_aead {
@@ -117,6 +122,29 @@ struct sls_env_aead {
     const sls_env_gcm_impl *impl;
     int alg;
 };
+
+/* ---- parts that cannot run on this target --------------------------------------
+ * The x86 files still compile elsewhere (ARM64...) and export their parts made of
+ * these (unavailable.c): a probe that says no, and entry points dispatch never calls. */
+SLS_ENV_HIDDEN int sls_env_unavailable_probe(void);
+SLS_ENV_HIDDEN int sls_env_unavailable_init(void *state, const uint8_t *key, size_t key_len);
+SLS_ENV_HIDDEN void sls_env_unavailable_blocks(const void *state, const uint8_t *in, uint8_t *out,
+                                               size_t nblocks);
+SLS_ENV_HIDDEN void sls_env_unavailable_ctr32(const void *state, const uint8_t ctr[16],
+                                              const uint8_t *in, uint8_t *out, size_t nblocks);
+SLS_ENV_HIDDEN void sls_env_unavailable_ghash_init(void *state, const uint8_t h[16]);
+SLS_ENV_HIDDEN void sls_env_unavailable_ghash_update(const void *state, uint8_t y[16],
+                                                     const uint8_t *data, size_t nblocks);
+SLS_ENV_HIDDEN void sls_env_unavailable_bulk(const void *cipher_state, const void *ghash_state,
+                                             const uint8_t ctr[16], uint8_t y[16],
+                                             const uint8_t *in, uint8_t *out, size_t nblocks);
+#define SLS_ENV_UNAVAILABLE_CIPHER(label)                                                        \
+    {label, sls_env_unavailable_probe, sls_env_unavailable_init, sls_env_unavailable_blocks,     \
+     sls_env_unavailable_ctr32}
+#define SLS_ENV_UNAVAILABLE_GHASH(label)                                                         \
+    {label, sls_env_unavailable_probe, sls_env_unavailable_ghash_init,                           \
+     sls_env_unavailable_ghash_update}
+#define SLS_ENV_UNAVAILABLE_BULK {sls_env_unavailable_bulk, sls_env_unavailable_bulk}
 
 /* dispatch.c: the implementation to use for alg (name NULL = fastest available). */
 SLS_ENV_HIDDEN const sls_env_gcm_impl *sls_env_dispatch_find(int alg, const char *name);

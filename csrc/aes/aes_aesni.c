@@ -133,24 +133,6 @@ SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_aesni = {
 
 #else /* !SLS_ENV_X86 */
 
-static int aesni_supported(void) { return 0; }
-static int aesni_init(void *state, const uint8_t *key, size_t key_len)
-{
-    (void)state, (void)key, (void)key_len;
-    return SLS_ENV_ERR_IMPL;
-}
-static void aesni_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t nblocks)
-{
-    (void)state, (void)in, (void)out, (void)nblocks;
-}
-static void aesni_ctr32(const void *state, const uint8_t ctr[16], const uint8_t *in, uint8_t *out,
-                        size_t nblocks)
-{
-    (void)state, (void)ctr, (void)in, (void)out, (void)nblocks;
-}
-
-SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_aesni = {
-    "aesni", aesni_supported, aesni_init, aesni_ecb, aesni_ctr32,
-};
+SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_aesni = SLS_ENV_UNAVAILABLE_CIPHER("aesni");
 
 #endif

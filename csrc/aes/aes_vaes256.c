@@ -114,24 +114,12 @@ TGT static void ecb(const void *state, const uint8_t *in, uint8_t *out, size_t n
         _mm_storeu_si128((__m128i *)out, sls_env_aes_vaes_enc1(k, _mm_loadu_si128((const __m128i *)in)));
 }
 
-#else
-static int supported(void) { return 0; }
-static int init(void *state, const uint8_t *key, size_t key_len)
-{
-    (void)state; (void)key; (void)key_len;
-    return SLS_ENV_ERR_IMPL;
-}
-static void ecb(const void *state, const uint8_t *in, uint8_t *out, size_t nblocks)
-{
-    (void)state; (void)in; (void)out; (void)nblocks;
-}
-static void ctr32(const void *state, const uint8_t ctr[16], const uint8_t *in, uint8_t *out,
-                  size_t nblocks)
-{
-    (void)state; (void)ctr; (void)in; (void)out; (void)nblocks;
-}
-#endif
-
 SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_vaes256 = {
     "vaes256", supported, init, ecb, ctr32,
 };
+
+#else /* !SLS_ENV_X86 */
+
+SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_vaes256 = SLS_ENV_UNAVAILABLE_CIPHER("vaes256");
+
+#endif

@@ -106,10 +106,10 @@ TARGET static void ctr_tail(const aes_state *ks, __m128i c, const uint8_t *in, u
     }
 }
 
-TARGET SLS_ENV_HIDDEN void sls_env_aesgcm_aesni_seal(const void *cipher_state,
-                                                     const void *ghash_state, const uint8_t ctr[16],
-                                                     uint8_t y[16], const uint8_t *in, uint8_t *out,
-                                                     size_t nblocks)
+TARGET static void aesgcm_aesni_seal(const void *cipher_state,
+                                     const void *ghash_state, const uint8_t ctr[16],
+                                     uint8_t y[16], const uint8_t *in, uint8_t *out,
+                                     size_t nblocks)
 {
     const aes_state *ks = cipher_state;
     const gh_state *hs = ghash_state;
@@ -133,10 +133,10 @@ TARGET SLS_ENV_HIDDEN void sls_env_aesgcm_aesni_seal(const void *cipher_state,
     _mm_storeu_si128((__m128i *)y, sls_env_ghash_bswap(acc));
 }
 
-TARGET SLS_ENV_HIDDEN void sls_env_aesgcm_aesni_open(const void *cipher_state,
-                                                     const void *ghash_state, const uint8_t ctr[16],
-                                                     uint8_t y[16], const uint8_t *in, uint8_t *out,
-                                                     size_t nblocks)
+TARGET static void aesgcm_aesni_open(const void *cipher_state,
+                                     const void *ghash_state, const uint8_t ctr[16],
+                                     uint8_t y[16], const uint8_t *in, uint8_t *out,
+                                     size_t nblocks)
 {
     const aes_state *ks = cipher_state;
     const gh_state *hs = ghash_state;
@@ -156,19 +156,13 @@ TARGET SLS_ENV_HIDDEN void sls_env_aesgcm_aesni_open(const void *cipher_state,
     _mm_storeu_si128((__m128i *)y, sls_env_ghash_bswap(acc));
 }
 
-#else /* !SLS_ENV_X86: never selected, since the parts' probes fail. */
 
-SLS_ENV_HIDDEN void sls_env_aesgcm_aesni_seal(const void *cipher_state, const void *ghash_state,
-                                              const uint8_t ctr[16], uint8_t y[16],
-                                              const uint8_t *in, uint8_t *out, size_t nblocks)
-{
-    (void)cipher_state, (void)ghash_state, (void)ctr, (void)y, (void)in, (void)out, (void)nblocks;
-}
-SLS_ENV_HIDDEN void sls_env_aesgcm_aesni_open(const void *cipher_state, const void *ghash_state,
-                                              const uint8_t ctr[16], uint8_t y[16],
-                                              const uint8_t *in, uint8_t *out, size_t nblocks)
-{
-    (void)cipher_state, (void)ghash_state, (void)ctr, (void)y, (void)in, (void)out, (void)nblocks;
-}
+SLS_ENV_HIDDEN const sls_env_gcm_bulk sls_env_aesgcm_aesni = {
+    aesgcm_aesni_seal, aesgcm_aesni_open,
+};
+
+#else /* !SLS_ENV_X86 */
+
+SLS_ENV_HIDDEN const sls_env_gcm_bulk sls_env_aesgcm_aesni = SLS_ENV_UNAVAILABLE_BULK;
 
 #endif

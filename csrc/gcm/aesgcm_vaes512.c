@@ -16,14 +16,6 @@
  */
 #include "internal.h"
 
-/* Registered in dispatch.c (the bulk routines of its "vaes512" entry). */
-SLS_ENV_HIDDEN void sls_env_aesgcm_vaes512_seal(const void *cs, const void *gs, const uint8_t ctr[16],
-                                                uint8_t y[16], const uint8_t *in, uint8_t *out,
-                                                size_t nblocks);
-SLS_ENV_HIDDEN void sls_env_aesgcm_vaes512_open(const void *cs, const void *gs, const uint8_t ctr[16],
-                                                uint8_t y[16], const uint8_t *in, uint8_t *out,
-                                                size_t nblocks);
-
 #if SLS_ENV_X86
 #include "aes/aes_x86_vaes.h"
 #include "ghash/ghash_x86_vpclmul.h"
@@ -224,9 +216,9 @@ INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
     _mm_storeu_si128((__m128i *)y, _mm_shuffle_epi8(acc, SLS_ENV_GHASH_BSWAP_EPI8));
 }
 
-TGT SLS_ENV_HIDDEN void sls_env_aesgcm_vaes512_seal(const void *cs, const void *gs,
-                                                    const uint8_t ctr[16], uint8_t y[16],
-                                                    const uint8_t *in, uint8_t *out, size_t nblocks)
+TGT static void aesgcm_vaes512_seal(const void *cs, const void *gs,
+                                    const uint8_t ctr[16], uint8_t y[16],
+                                    const uint8_t *in, uint8_t *out, size_t nblocks)
 {
     const sls_env_aes_vaes_key *k = cs;
     switch (k->rounds) {
@@ -236,9 +228,9 @@ TGT SLS_ENV_HIDDEN void sls_env_aesgcm_vaes512_seal(const void *cs, const void *
     }
 }
 
-TGT SLS_ENV_HIDDEN void sls_env_aesgcm_vaes512_open(const void *cs, const void *gs,
-                                                    const uint8_t ctr[16], uint8_t y[16],
-                                                    const uint8_t *in, uint8_t *out, size_t nblocks)
+TGT static void aesgcm_vaes512_open(const void *cs, const void *gs,
+                                    const uint8_t ctr[16], uint8_t y[16],
+                                    const uint8_t *in, uint8_t *out, size_t nblocks)
 {
     const sls_env_aes_vaes_key *k = cs;
     switch (k->rounds) {
@@ -248,17 +240,13 @@ TGT SLS_ENV_HIDDEN void sls_env_aesgcm_vaes512_open(const void *cs, const void *
     }
 }
 
-#else
-SLS_ENV_HIDDEN void sls_env_aesgcm_vaes512_seal(const void *cs, const void *gs, const uint8_t ctr[16],
-                                                uint8_t y[16], const uint8_t *in, uint8_t *out,
-                                                size_t nblocks)
-{
-    (void)cs; (void)gs; (void)ctr; (void)y; (void)in; (void)out; (void)nblocks;
-}
-SLS_ENV_HIDDEN void sls_env_aesgcm_vaes512_open(const void *cs, const void *gs, const uint8_t ctr[16],
-                                                uint8_t y[16], const uint8_t *in, uint8_t *out,
-                                                size_t nblocks)
-{
-    (void)cs; (void)gs; (void)ctr; (void)y; (void)in; (void)out; (void)nblocks;
-}
+
+SLS_ENV_HIDDEN const sls_env_gcm_bulk sls_env_aesgcm_vaes512 = {
+    aesgcm_vaes512_seal, aesgcm_vaes512_open,
+};
+
+#else /* !SLS_ENV_X86 */
+
+SLS_ENV_HIDDEN const sls_env_gcm_bulk sls_env_aesgcm_vaes512 = SLS_ENV_UNAVAILABLE_BULK;
+
 #endif

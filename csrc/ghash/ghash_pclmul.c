@@ -44,17 +44,12 @@ SLS_ENV_GHASH_PCLMUL_TARGET static void pclmul_update(const void *state, uint8_t
     _mm_storeu_si128((__m128i *)y, sls_env_ghash_bswap(acc));
 }
 
-#else /* !SLS_ENV_X86 */
-
-static int pclmul_supported(void) { return 0; }
-static void pclmul_init(void *state, const uint8_t h[16]) { (void)state, (void)h; }
-static void pclmul_update(const void *state, uint8_t y[16], const uint8_t *data, size_t nblocks)
-{
-    (void)state, (void)y, (void)data, (void)nblocks;
-}
-
-#endif
-
 SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_pclmul = {
     "pclmul", pclmul_supported, pclmul_init, pclmul_update,
 };
+
+#else /* !SLS_ENV_X86 */
+
+SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_pclmul = SLS_ENV_UNAVAILABLE_GHASH("pclmul");
+
+#endif

@@ -57,15 +57,12 @@ TGT static void update(const void *state, uint8_t y[16], const uint8_t *data, si
     _mm_storeu_si128((__m128i *)y, _mm_shuffle_epi8(acc, SLS_ENV_GHASH_BSWAP_EPI8));
 }
 
-#else
-static int supported(void) { return 0; }
-static void init(void *state, const uint8_t h[16]) { (void)state; (void)h; }
-static void update(const void *state, uint8_t y[16], const uint8_t *data, size_t nblocks)
-{
-    (void)state; (void)y; (void)data; (void)nblocks;
-}
-#endif
-
 SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_vpclmul256 = {
     "vpclmul256", supported, init, update,
 };
+
+#else /* !SLS_ENV_X86 */
+
+SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_vpclmul256 = SLS_ENV_UNAVAILABLE_GHASH("vpclmul256");
+
+#endif

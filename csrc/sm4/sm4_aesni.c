@@ -325,32 +325,6 @@ const sls_env_block_cipher sls_env_sm4_aesni = {
 
 #else /* !SLS_ENV_X86 */
 
-static int sm4_aesni_supported(void) { return 0; }
-static int sm4_aesni_init(void *state, const uint8_t *key, size_t key_len)
-{
-    (void)state;
-    (void)key;
-    (void)key_len;
-    return SLS_ENV_ERR_IMPL;
-}
-static void sm4_aesni_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t nblocks)
-{
-    (void)state;
-    (void)in;
-    (void)out;
-    (void)nblocks;
-}
-static void sm4_aesni_ctr32(const void *state, const uint8_t ctr[16], const uint8_t *in,
-                            uint8_t *out, size_t nblocks)
-{
-    (void)state;
-    (void)ctr;
-    (void)in;
-    (void)out;
-    (void)nblocks;
-}
-const sls_env_block_cipher sls_env_sm4_aesni = {
-    "sm4-aesni", sm4_aesni_supported, sm4_aesni_init, sm4_aesni_ecb, sm4_aesni_ctr32,
-};
+const sls_env_block_cipher sls_env_sm4_aesni = SLS_ENV_UNAVAILABLE_CIPHER("sm4-aesni");
 
 #endif
