@@ -293,18 +293,7 @@ class _GcmAead:
 
     def decrypt(self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer]) -> bytes:
         """Verify and decrypt ciphertext || tag; raises InvalidTag on any mismatch."""
-        if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
-            nonce = _nonce_bytes(nonce)
-        if type(data) is not bytes:
-            data, size = _view(data, "data")
-        else:
-            size = len(data)
-        if associated_data is None:
-            associated_data, aad_size = b"", 0
-        elif type(associated_data) is not bytes:
-            associated_data, aad_size = _view(associated_data, "associated_data")
-        else:
-            aad_size = len(associated_data)
+        nonce, data, size, associated_data, aad_size = _inputs(nonce, data, associated_data)
         if size < TAG_SIZE:
             raise InvalidTag()
         out = _decrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
