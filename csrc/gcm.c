@@ -112,18 +112,52 @@ static void set_counter(uint8_t block[16], const uint8_t *nonce, uint32_t counte
     sls_env_store_be32(block + 12, counter);
 }
 
-/* T = E(K, J0) ^ GHASH(... || [len(A)]_64 || [len(C)]_64). */
-static void finish_tag(const sls_env_aead *ctx, const uint8_t *nonce, uint8_t y[16],
+/* GHASH the length block [len(A)]_64 || [len(C)]_64 into y, then T = E(K, J0) ^ y. */
+static void finish_tag(const sls_env_aead *ctx, uint8_t y[16], const uint8_t ek_j0[16],
                        size_t aad_len, size_t msg_len, uint8_t tag[16])
 {
     uint8_t block[16];
     sls_env_store_be64(block, (uint64_t)aad_len * 8);
     sls_env_store_be64(block + 8, (uint64_t)msg_len * 8);
     ctx->impl->ghash->update(ctx->ghash_state, y, block, 1);
+    for (int i = 0; i < 16; i++)
+        tag[i] = (uint8_t)(y[i] ^ ek_j0[i]);
+}
+
+/* E(K, J0), for the paths that do not fold it into the message's keystream. */
+static void encrypt_j0(const sls_env_aead *ctx, const uint8_t *nonce, uint8_t ek_j0[16])
+{
     uint8_t j0[16];
     set_counter(j0, nonce, 1);
-    ctx->impl->cipher->ctr32(ctx->cipher_state, j0, y, tag, 1);
-    sls_env_wipe(j0, sizeof j0);
+    memset(ek_j0, 0, 16);
+    ctx->impl->cipher->ctr32(ctx->cipher_state, j0, ek_j0, ek_j0, 1);
+}
+
+/*
+ * Short messages on implementations without a stitched routine: one keystream call
+ * from counter 1 covers E(K, J0), every whole block and the zero-padded last block.
+ * Implementations that work on 4 or 16 blocks at a time (the bitsliced and SIMD
+ * ciphers) pay per call, so this saves up to two calls per message.
+ */
+#define SHORT_BLOCKS CHUNK_BLOCKS
+
+static int is_short(const sls_env_aead *ctx, size_t len)
+{
+    return ctx->impl->seal_bulk == NULL && len <= 16 * SHORT_BLOCKS;
+}
+
+/* buf[0..16) = E(K, J0); buf[16..16 + len) = in ^ keystream; zero padding after it. */
+static void short_keystream(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *in,
+                            size_t len, uint8_t *buf)
+{
+    size_t blocks = (len + 15) / 16;
+    memset(buf, 0, 16);
+    memcpy(buf + 16, in, len);
+    memset(buf + 16 + len, 0, blocks * 16 - len);
+    uint8_t ctr[16];
+    set_counter(ctr, nonce, 1);
+    ctx->impl->cipher->ctr32(ctx->cipher_state, ctr, buf, buf, 1 + blocks);
+    memset(buf + 16 + len, 0, blocks * 16 - len); /* C's padding is zeros, not keystream */
 }
 
 static int check_lengths(size_t aad_len, size_t msg_len)
@@ -139,8 +173,23 @@ static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *a
 {
     const sls_env_gcm_impl *impl = ctx->impl;
     const void *cs = ctx->cipher_state, *gs = ctx->ghash_state;
-    uint8_t y[16] = {0}, ctr[16];
+    uint8_t y[16] = {0}, ctr[16], ek_j0[16];
+    int short_path = is_short(ctx, len);
+    /* E(K, J0) first: it does not depend on the GHASH chain, so the CPU overlaps them. */
+    if (!short_path)
+        encrypt_j0(ctx, nonce, ek_j0);
     ghash_padded(ctx, y, aad, aad_len);
+
+    if (short_path) {
+        uint8_t buf[16 * (SHORT_BLOCKS + 1)];
+        short_keystream(ctx, nonce, in, len, buf);
+        memcpy(out, buf + 16, len);
+        impl->ghash->update(gs, y, buf + 16, (len + 15) / 16);
+        finish_tag(ctx, y, buf, aad_len, len, out + len);
+        sls_env_wipe(buf, 16 * (1 + (len + 15) / 16));
+        sls_env_wipe(y, sizeof y);
+        return;
+    }
 
     size_t whole = len / 16, rem = len % 16;
     uint32_t counter = 2; /* inc32(J0) */
@@ -166,7 +215,8 @@ static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *a
         impl->ghash->update(gs, y, last, 1);
         sls_env_wipe(last, sizeof last);
     }
-    finish_tag(ctx, nonce, y, aad_len, len, out + len);
+    finish_tag(ctx, y, ek_j0, aad_len, len, out + len);
+    sls_env_wipe(ek_j0, sizeof ek_j0);
     sls_env_wipe(y, sizeof y);
 }
 
@@ -176,36 +226,49 @@ static int open_one(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t
 {
     const sls_env_gcm_impl *impl = ctx->impl;
     const void *cs = ctx->cipher_state, *gs = ctx->ghash_state;
-    uint8_t y[16] = {0}, ctr[16], tag[16], expected[16];
+    uint8_t y[16] = {0}, ctr[16], tag[16], expected[16], ek_j0[16];
     memcpy(tag, in + len, 16); /* before any in-place write */
+    int short_path = is_short(ctx, len);
+    if (!short_path)
+        encrypt_j0(ctx, nonce, ek_j0);
     ghash_padded(ctx, y, aad, aad_len);
 
-    size_t whole = len / 16, rem = len % 16;
-    uint32_t counter = 2;
-    if (impl->open_bulk && whole) {
-        set_counter(ctr, nonce, counter);
-        impl->open_bulk(cs, gs, ctr, y, in, out, whole);
+    if (short_path) {
+        uint8_t buf[16 * (SHORT_BLOCKS + 1)];
+        ghash_padded(ctx, y, in, len);
+        short_keystream(ctx, nonce, in, len, buf);
+        memcpy(out, buf + 16, len);
+        memcpy(ek_j0, buf, 16);
+        sls_env_wipe(buf, 16 * (1 + (len + 15) / 16));
     } else {
-        for (size_t done = 0; done < whole;) {
-            size_t n = whole - done < CHUNK_BLOCKS ? whole - done : CHUNK_BLOCKS;
-            set_counter(ctr, nonce, counter + (uint32_t)done);
-            impl->ghash->update(gs, y, in + done * 16, n);
-            impl->cipher->ctr32(cs, ctr, in + done * 16, out + done * 16, n);
-            done += n;
+        size_t whole = len / 16, rem = len % 16;
+        uint32_t counter = 2;
+        if (impl->open_bulk && whole) {
+            set_counter(ctr, nonce, counter);
+            impl->open_bulk(cs, gs, ctr, y, in, out, whole);
+        } else {
+            for (size_t done = 0; done < whole;) {
+                size_t n = whole - done < CHUNK_BLOCKS ? whole - done : CHUNK_BLOCKS;
+                set_counter(ctr, nonce, counter + (uint32_t)done);
+                impl->ghash->update(gs, y, in + done * 16, n);
+                impl->cipher->ctr32(cs, ctr, in + done * 16, out + done * 16, n);
+                done += n;
+            }
+        }
+        if (rem) {
+            uint8_t last[16] = {0};
+            memcpy(last, in + whole * 16, rem);
+            impl->ghash->update(gs, y, last, 1);
+            set_counter(ctr, nonce, counter + (uint32_t)whole);
+            impl->cipher->ctr32(cs, ctr, last, last, 1);
+            memcpy(out + whole * 16, last, rem);
+            sls_env_wipe(last, sizeof last);
         }
     }
-    if (rem) {
-        uint8_t last[16] = {0};
-        memcpy(last, in + whole * 16, rem);
-        impl->ghash->update(gs, y, last, 1);
-        set_counter(ctr, nonce, counter + (uint32_t)whole);
-        impl->cipher->ctr32(cs, ctr, last, last, 1);
-        memcpy(out + whole * 16, last, rem);
-        sls_env_wipe(last, sizeof last);
-    }
-    finish_tag(ctx, nonce, y, aad_len, len, expected);
+    finish_tag(ctx, y, ek_j0, aad_len, len, expected);
     int ok = sls_env_ct_equal(expected, tag, 16);
     sls_env_wipe(y, sizeof y);
+    sls_env_wipe(ek_j0, sizeof ek_j0);
     sls_env_wipe(expected, sizeof expected);
     if (!ok) {
         sls_env_wipe(out, len);

@@ -127,16 +127,33 @@ extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_portable;
 extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_portable;
 
 /* ---- small helpers ------------------------------------------------------------ */
+/* Big-endian loads and stores as whole words (memcpy + byte swap compiles to one
+ * MOVBE or MOV+BSWAP): byte-by-byte stores followed by a 16-byte load stall on
+ * store forwarding in the per-message GCM code. */
 static inline uint32_t sls_env_load_be32(const uint8_t *p)
 {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+    uint32_t v;
+    memcpy(&v, p, 4);
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap32(v);
+#elif !defined(__GNUC__)
+    v = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+#endif
+    return v;
 }
 static inline void sls_env_store_be32(uint8_t *p, uint32_t v)
 {
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap32(v);
+    memcpy(p, &v, 4);
+#elif defined(__GNUC__)
+    memcpy(p, &v, 4);
+#else
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
+#endif
 }
 static inline uint64_t sls_env_load_be64(const uint8_t *p)
 {

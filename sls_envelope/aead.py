@@ -78,6 +78,17 @@ def _forced_impls(setting: str) -> Dict[str, str]:
 
 _FORCED = _forced_impls(os.environ.get("SLS_ENVELOPE_IMPL", ""))
 
+# The hot path's C entry points and helpers, bound once (a module global is cheaper
+# to reach than an attribute of `lib` on every call).
+_encrypt_scratch = lib.sls_env_aead_encrypt_scratch
+_decrypt_scratch = lib.sls_env_aead_decrypt_scratch
+_last_error = lib.sls_env_last_error
+_encrypt = lib.sls_env_aead_encrypt
+_decrypt = lib.sls_env_aead_decrypt
+_unpack = ffi.unpack
+_from_buffer = ffi.from_buffer
+_BYTE_ARRAY = ffi.typeof("uint8_t[]")
+
 _ERRORS = {
     lib.SLS_ENV_ERR_KEY_SIZE: "invalid key size",
     lib.SLS_ENV_ERR_IMPL: "implementation not available",
@@ -99,7 +110,7 @@ def _view(data: Any, what: str) -> Tuple[Any, int]:
     if type(data) is bytes:
         return data, len(data)
     try:
-        cdata = ffi.from_buffer("uint8_t[]", data)
+        cdata = _from_buffer(_BYTE_ARRAY, data)
     except TypeError:
         raise TypeError(f"{what} must be bytes, bytearray or memoryview") from None
     except (ValueError, BufferError):
@@ -110,6 +121,49 @@ def _view(data: Any, what: str) -> Tuple[Any, int]:
 def _address_range(cdata: Any, size: int) -> Tuple[int, int]:
     start = int(ffi.cast("uintptr_t", cdata))
     return start, start + size
+
+
+def _nonce_bytes(nonce: Any) -> bytes:
+    try:
+        raw = nonce if type(nonce) is bytes else memoryview(nonce).tobytes()
+    except TypeError:
+        raise TypeError("nonce must be bytes, bytearray or memoryview") from None
+    if len(raw) != NONCE_SIZE:
+        raise ValueError(f"nonce must be {NONCE_SIZE} bytes")
+    return raw
+
+
+def _inputs(nonce: Any, data: Any, associated_data: Any) -> Tuple[bytes, Any, int, Any, int]:
+    """Checked nonce, and C pointers with byte sizes for data and associated data."""
+    if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
+        nonce = _nonce_bytes(nonce)
+    if type(data) is bytes:
+        data_ptr, size = data, len(data)
+    else:
+        data_ptr, size = _view(data, "data")
+    if associated_data is None:
+        aad_ptr, aad_size = b"", 0
+    elif type(associated_data) is bytes:
+        aad_ptr, aad_size = associated_data, len(associated_data)
+    else:
+        aad_ptr, aad_size = _view(associated_data, "associated_data")
+    return nonce, data_ptr, size, aad_ptr, aad_size
+
+
+def _writable(buf: Any, needed: int, data_ptr: Any, size: int) -> Any:
+    """A C pointer into the caller's writable buffer, checked for size and overlap."""
+    try:
+        out = _from_buffer(_BYTE_ARRAY, buf, require_writable=True)
+    except (TypeError, BufferError):
+        raise TypeError("buf must be a writable bytes-like object (bytearray, memoryview...)") from None
+    if len(out) < needed:
+        raise ValueError(f"buf must be at least {needed} bytes, got {len(out)}")
+    if size and needed and type(data_ptr) is not bytes:  # bytes never share a writable buffer
+        d0, d1 = _address_range(data_ptr, size)
+        o0, o1 = _address_range(out, needed)
+        if d0 != o0 and d0 < o1 and o0 < d1:
+            raise ValueError("buf overlaps data other than exactly in place")
+    return out
 
 
 @functools.lru_cache(maxsize=64)
@@ -204,8 +258,10 @@ class _GcmAead:
 
     def encrypt(self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer]) -> bytes:
         """Encrypt and authenticate; returns ciphertext || tag (len(data) + 16 bytes)."""
-        if len(nonce) != NONCE_SIZE or type(nonce) is not bytes:
-            nonce = self._nonce(nonce)
+        # The argument checks of _inputs(), inlined: this is the shippers' hot path and a
+        # Python call costs as much as encrypting a few hundred bytes.
+        if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
+            nonce = _nonce_bytes(nonce)
         if type(data) is not bytes:
             data, size = _view(data, "data")
         else:
@@ -216,15 +272,15 @@ class _GcmAead:
             associated_data, aad_size = _view(associated_data, "associated_data")
         else:
             aad_size = len(associated_data)
-        out = lib.sls_env_aead_encrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
-        if out == ffi.NULL:
-            _raise_for(lib.sls_env_last_error())
-        return ffi.unpack(out, size + TAG_SIZE)  # type: ignore[no-any-return]
+        out = _encrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
+        if not out:
+            _raise_for(_last_error())
+        return _unpack(out, size + TAG_SIZE)  # type: ignore[no-any-return]
 
     def decrypt(self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer]) -> bytes:
         """Verify and decrypt ciphertext || tag; raises InvalidTag on any mismatch."""
-        if len(nonce) != NONCE_SIZE or type(nonce) is not bytes:
-            nonce = self._nonce(nonce)
+        if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
+            nonce = _nonce_bytes(nonce)
         if type(data) is not bytes:
             data, size = _view(data, "data")
         else:
@@ -237,22 +293,20 @@ class _GcmAead:
             aad_size = len(associated_data)
         if size < TAG_SIZE:
             raise InvalidTag()
-        out = lib.sls_env_aead_decrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
-        if out == ffi.NULL:
-            _raise_for(lib.sls_env_last_error())
-        return ffi.unpack(out, size - TAG_SIZE)  # type: ignore[no-any-return]
+        out = _decrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
+        if not out:
+            _raise_for(_last_error())
+        return _unpack(out, size - TAG_SIZE)  # type: ignore[no-any-return]
 
     def encrypt_into(
         self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer], buf: Any
     ) -> int:
         """Encrypt into the writable buffer ``buf`` (at least len(data) + 16 bytes);
         returns the number of bytes written."""
-        nonce = self._nonce(nonce)
-        data_ptr, size = _view(data, "data")
-        aad_ptr, aad_size = _view(b"" if associated_data is None else associated_data, "associated_data")
-        out = self._writable(buf, size + TAG_SIZE, data_ptr, size)
-        rc = lib.sls_env_aead_encrypt(self._ctx, nonce, aad_ptr, aad_size, data_ptr, size, out)
-        if rc != lib.SLS_ENV_OK:
+        nonce, data_ptr, size, aad_ptr, aad_size = _inputs(nonce, data, associated_data)
+        out = _writable(buf, size + TAG_SIZE, data_ptr, size)
+        rc = _encrypt(self._ctx, nonce, aad_ptr, aad_size, data_ptr, size, out)
+        if rc:
             _raise_for(rc)
         return size + TAG_SIZE
 
@@ -261,14 +315,12 @@ class _GcmAead:
     ) -> int:
         """Verify and decrypt into ``buf`` (at least len(data) - 16 bytes); returns the
         number of bytes written.  On InvalidTag, ``buf`` is zeroed where it was written."""
-        nonce = self._nonce(nonce)
-        data_ptr, size = _view(data, "data")
-        aad_ptr, aad_size = _view(b"" if associated_data is None else associated_data, "associated_data")
+        nonce, data_ptr, size, aad_ptr, aad_size = _inputs(nonce, data, associated_data)
         if size < TAG_SIZE:
             raise InvalidTag()
-        out = self._writable(buf, size - TAG_SIZE, data_ptr, size)
-        rc = lib.sls_env_aead_decrypt(self._ctx, nonce, aad_ptr, aad_size, data_ptr, size, out)
-        if rc != lib.SLS_ENV_OK:
+        out = _writable(buf, size - TAG_SIZE, data_ptr, size)
+        rc = _decrypt(self._ctx, nonce, aad_ptr, aad_size, data_ptr, size, out)
+        if rc:
             _raise_for(rc)
         return size - TAG_SIZE
 
@@ -356,41 +408,16 @@ class _GcmAead:
         """Verify and decrypt one record; raises InvalidTag on any mismatch."""
         data, size = (record, len(record)) if type(record) is bytes else _view(record, "record")
         out = lib.sls_env_open_record(self._ctx, data, size, header_len, nonce_offset)
-        if out == ffi.NULL:
+        if not out:
             _raise_for(lib.sls_env_last_error())
         return ffi.unpack(out, size - header_len - TAG_SIZE)  # type: ignore[no-any-return]
 
     # ---- helpers ---------------------------------------------------------------
 
     @staticmethod
-    def _nonce(nonce: Any) -> bytes:
-        try:
-            raw = nonce if type(nonce) is bytes else memoryview(nonce).tobytes()
-        except TypeError:
-            raise TypeError("nonce must be bytes, bytearray or memoryview") from None
-        if len(raw) != NONCE_SIZE:
-            raise ValueError(f"nonce must be {NONCE_SIZE} bytes")
-        return raw
-
-    @staticmethod
-    def _writable(buf: Any, needed: int, data_ptr: Any, size: int) -> Any:
-        try:
-            out = ffi.from_buffer("uint8_t[]", buf, require_writable=True)
-        except (TypeError, BufferError):
-            raise TypeError("buf must be a writable bytes-like object (bytearray, memoryview...)") from None
-        if len(out) < needed:
-            raise ValueError(f"buf must be at least {needed} bytes, got {len(out)}")
-        if size and needed and type(data_ptr) is not bytes:  # bytes never share a writable buffer
-            d0, d1 = _address_range(data_ptr, size)
-            o0, o1 = _address_range(out, needed)
-            if d0 != o0 and d0 < o1 and o0 < d1:
-                raise ValueError("buf overlaps data other than exactly in place")
-        return out
-
-    @staticmethod
     def _scratch(size: int) -> Any:
         buf = lib.sls_env_scratch(size)
-        if buf == ffi.NULL:
+        if not buf:
             raise MemoryError("sls-envelope: out of memory")
         return buf
 
