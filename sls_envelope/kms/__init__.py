@@ -8,5 +8,14 @@ from their own modules, e.g. ``from sls_envelope.kms.aws import AwsKms``, so tha
 from __future__ import annotations
 
 from .base import DataKey, EncryptionContext, KmsClient, RetryPolicy, TransientKmsError, call_with_retries
+from .local import LocalKms
 
-__all__ = ["DataKey", "EncryptionContext", "KmsClient", "RetryPolicy", "TransientKmsError", "call_with_retries"]
+__all__ = [
+    "DataKey",
+    "EncryptionContext",
+    "KmsClient",
+    "LocalKms",
+    "RetryPolicy",
+    "TransientKmsError",
+    "call_with_retries",
+]

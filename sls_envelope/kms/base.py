@@ -89,6 +89,11 @@ class KmsClient(abc.ABC):
         """This KMS acting as the RAM role arn (acs:ram::<account>:role/<name>), as the
         log service does for BYOK.  Backends without roles document what they do."""
 
+    def create_key(self, description: str = "") -> str:
+        """Create a symmetric CMK and return its KeyId.  Optional: KeyManager calls it
+        once, to make the service master key, unless given ``service_key_id``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot create keys")
+
     def close(self) -> None:
         """Release connections.  Optional."""
 

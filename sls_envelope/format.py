@@ -1,0 +1,498 @@
+"""The v1 batch format: one sealed log batch, self-describing and versioned.
+
+Layout (big-endian; the full specification with derivations, limits and test vectors
+is docs/FORMAT.md)::
+
+    offset size  field
+         0    4  magic  b"SLSE"
+         4    1  version        1
+         5    1  suite          1 = AES-256-GCM + HKDF-SHA256, 2 = SM4-GCM + HKDF-SM3
+         6    1  flags          0 (reserved; any other value is refused)
+         7   16  key_ref        random id of the Logstore key record
+        23   32  session salt   fresh per process session (secrets.token_bytes)
+        55   12  nonce          4-byte session prefix || 64-bit big-endian counter
+        67   32  commitment     key commitment for (data key, salt, suite, key_ref, context)
+        99    n  ciphertext
+      99+n   16  GCM tag        over AAD = bytes 0..98 (the whole header)
+
+Each process session derives ``session_key || commitment`` = HKDF(hash, ikm = the
+Logstore data key, salt = session salt, info = label || suite || key_ref || project ||
+Logstore) and counts nonces from 0, so a (session key, nonce) pair never repeats:
+a new session (new salt, new key) starts before ``SESSION_MAX_BATCHES`` batches or
+``SESSION_MAX_BYTES`` bytes, in every forked child and in every new process.
+
+:class:`BatchCodec` is the engine a :class:`~sls_envelope.LogstoreCipher` drives; it
+knows the Logstore's data key, key_ref and context but nothing of KMSs.  Sealing many
+batches is one C call (``_seal_records``): the header template is copied and the nonce
+counter written in C, never in a per-batch Python loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hmac
+import os
+import secrets
+import struct
+import threading
+import weakref
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .aead import AESGCM, SM4GCM, Buffer, _GcmAead
+from .exceptions import FormatError, InvalidTag, KeyInvalidError
+
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "HEADER_LEN",
+    "NONCE_OFFSET",
+    "TAG_LEN",
+    "MIN_BLOB_LEN",
+    "SESSION_MAX_BATCHES",
+    "SESSION_MAX_BYTES",
+    "Suite",
+    "SUITES",
+    "suite_by_name",
+    "Header",
+    "parse_header",
+    "inspect",
+    "session_info",
+    "BatchCodec",
+]
+
+MAGIC = b"SLSE"
+VERSION = 1
+
+_HEADER = struct.Struct(">4sBBB16s32s12s32s")
+HEADER_LEN = _HEADER.size  # 99
+KEY_REF_OFFSET = 7
+SALT_OFFSET = 23
+NONCE_OFFSET = 55
+COMMIT_OFFSET = 67
+KEY_REF_LEN = 16
+SALT_LEN = 32
+NONCE_PREFIX_LEN = 4
+COMMIT_LEN = 32
+TAG_LEN = 16
+MIN_BLOB_LEN = HEADER_LEN + TAG_LEN  # an empty batch
+
+#: Batches per session key.  The nonce counter has 64 bits, so this is not about
+#: nonce space: it keeps every session key far below the 2^32 invocations that
+#: SP 800-38D section 8.3 allows a key, with a factor-2 margin (docs/FORMAT.md).
+SESSION_MAX_BATCHES = 2**31
+#: Plaintext bytes per session key: 2^40 bytes = 2^36 blocks of 16 bytes.  With
+#: sigma + q <= 2^36 + 2^31 blocks, the confidentiality advantage bound
+#: (sigma + q + 1)^2 / 2^129 of draft-irtf-cfrg-aead-limits is about 2^-57.
+SESSION_MAX_BYTES = 2**40
+
+_INFO_LABEL = b"sls-envelope v1 session"
+_DECRYPT_CACHE_SIZE = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """An AEAD and the KDF hash that goes with it."""
+
+    id: int
+    name: str
+    aead: Type[_GcmAead]
+    key_len: int
+    hash: Type[hashes.HashAlgorithm]
+
+    def kdf(self, length: int, salt: bytes, info: bytes) -> HKDF:
+        return HKDF(algorithm=self.hash(), length=length, salt=salt, info=info)
+
+
+#: Suite 1 is all NIST (AES, SHA-256); suite 2 is all SM (SM4, SM3), as GB/T and
+#: RFC 8998 deployments require.
+SUITES: Dict[int, Suite] = {
+    1: Suite(1, "aes-256-gcm", AESGCM, 32, hashes.SHA256),
+    2: Suite(2, "sm4-gcm", SM4GCM, 16, hashes.SM3),
+}
+_BY_NAME = {suite.name: suite for suite in SUITES.values()}
+
+
+def suite_by_name(name: str) -> Suite:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown suite {name!r}; expected one of {sorted(_BY_NAME)}") from None
+
+
+def session_info(suite: Suite, key_ref: bytes, project: str, logstore: str) -> bytes:
+    """HKDF info: label || suite id || key_ref || u16 len || project || u16 len || Logstore.
+
+    Length prefixes make the encoding injective, so no two (project, Logstore) pairs
+    share an info string."""
+    if len(key_ref) != KEY_REF_LEN:
+        raise ValueError(f"key_ref must be {KEY_REF_LEN} bytes")
+    parts = [_INFO_LABEL, bytes([suite.id]), key_ref]
+    for what, name in (("project", project), ("logstore", logstore)):
+        raw = name.encode("utf-8")
+        if len(raw) > 0xFFFF:
+            raise ValueError(f"{what} name is longer than 65535 bytes")
+        parts.append(struct.pack(">H", len(raw)) + raw)
+    return b"".join(parts)
+
+
+def _derive(suite: Suite, data_key: Buffer, salt: bytes, info: bytes) -> Tuple[_GcmAead, bytes]:
+    """The session AEAD and the 32-byte key commitment.
+
+    The derived key lives only in a bytearray that is zeroed once the C context (which
+    wipes itself on free) holds it."""
+    okm = bytearray(suite.key_len + COMMIT_LEN)
+    try:
+        suite.kdf(len(okm), salt, info).derive_into(data_key, okm)
+        aead = suite.aead(memoryview(okm)[: suite.key_len])
+        commitment = bytes(okm[suite.key_len :])
+    finally:
+        okm[:] = bytes(len(okm))
+    return aead, commitment
+
+
+# ---- parsing ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    version: int
+    suite: Suite
+    flags: int
+    key_ref: bytes
+    salt: bytes
+    nonce: bytes
+    commitment: bytes
+
+
+def _as_bytes(blob: Any) -> bytes:
+    if type(blob) is bytes:
+        return blob
+    if isinstance(blob, (bytearray, memoryview)):
+        try:
+            return memoryview(blob).tobytes()
+        except (TypeError, ValueError):
+            pass
+    raise FormatError(f"a sealed batch must be bytes, bytearray or memoryview, not {type(blob).__name__}")
+
+
+def _check_structure(data: bytes) -> Suite:
+    """Everything that can be checked without a key; FormatError on any problem."""
+    if len(data) < MIN_BLOB_LEN:
+        if len(data) >= 4 and data[:4] != MAGIC:
+            raise FormatError("not a sls-envelope batch (bad magic)")
+        raise FormatError(f"truncated batch: {len(data)} bytes, at least {MIN_BLOB_LEN} expected")
+    if data[:4] != MAGIC:
+        raise FormatError("not a sls-envelope batch (bad magic)")
+    if data[4] != VERSION:
+        raise FormatError(f"unsupported batch format version {data[4]}")
+    suite = SUITES.get(data[5])
+    if suite is None:
+        raise FormatError(f"unknown suite {data[5]}")
+    if data[6] != 0:
+        raise FormatError(f"reserved flags byte is {data[6]}, must be 0")
+    return suite
+
+
+def parse_header(blob: Any) -> Header:
+    """The header of a sealed batch, without decrypting; FormatError if malformed."""
+    data = _as_bytes(blob)
+    suite = _check_structure(data)
+    _, version, _, flags, key_ref, salt, nonce, commitment = _HEADER.unpack_from(data)
+    return Header(version, suite, flags, key_ref, salt, nonce, commitment)
+
+
+def inspect(blob: Any) -> Dict[str, Any]:
+    """What a sealed batch says about itself, without a key: version, suite, key_ref,
+    session (salt), nonce, counter, commitment (hex) and lengths."""
+    header = parse_header(blob)
+    return {
+        "version": header.version,
+        "suite": header.suite.name,
+        "flags": header.flags,
+        "key_ref": header.key_ref.hex(),
+        "session": header.salt.hex(),
+        "nonce": header.nonce.hex(),
+        "counter": int.from_bytes(header.nonce[NONCE_PREFIX_LEN:], "big"),
+        "commitment": header.commitment.hex(),
+        "header_len": HEADER_LEN,
+        "ciphertext_len": len(blob) - HEADER_LEN - TAG_LEN,
+    }
+
+
+# ---- sealing and opening --------------------------------------------------------
+
+
+class _Session:
+    """One session key on the sealing side, with its header template and counter."""
+
+    __slots__ = ("pid", "salt", "prefix", "aead", "header", "next", "used")
+
+    def __init__(self, pid: int, salt: bytes, prefix: bytes, aead: _GcmAead, header: bytes, counter: int) -> None:
+        self.pid = pid
+        self.salt = salt
+        self.prefix = prefix
+        self.aead = aead
+        self.header = header
+        self.next = counter
+        self.used = 0
+
+
+_Plan = List[Tuple[_Session, int, int, int]]  # (session, counter0, first, end)
+
+# Every live codec, so that a forked child can drop the sessions it inherited.
+_LIVE: "weakref.WeakSet[BatchCodec]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for codec in list(_LIVE):
+        codec._forget_sessions_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class BatchCodec:
+    """Seals and opens v1 batches for one Logstore data key.  Thread-safe.
+
+    The data key is copied into a private bytearray that :meth:`wipe` zeroes; session
+    keys live only inside C contexts.  Counters are reserved under a lock (a call with
+    n batches takes n consecutive counters at once), the sealing itself runs outside it.
+    """
+
+    def __init__(
+        self,
+        suite: str,
+        data_key: Buffer,
+        key_ref: bytes,
+        project: str,
+        logstore: str,
+        *,
+        max_batches: int = SESSION_MAX_BATCHES,
+        max_bytes: int = SESSION_MAX_BYTES,
+    ) -> None:
+        self._suite = suite_by_name(suite)
+        if not 16 <= len(data_key) <= 64:
+            raise ValueError("data key must be 16 to 64 bytes")
+        if not 1 <= max_batches <= SESSION_MAX_BATCHES or not 1 <= max_bytes <= SESSION_MAX_BYTES:
+            raise ValueError("session limits must be positive and no larger than the defaults")
+        self._key = bytearray(data_key)
+        self._key_ref = bytes(key_ref)
+        self._info = session_info(self._suite, self._key_ref, project, logstore)
+        self._max_batches = max_batches
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._session: Optional[_Session] = None
+        self._cache: "collections.OrderedDict[bytes, Tuple[_GcmAead, bytes]]" = collections.OrderedDict()
+        self._wiped = False
+        _LIVE.add(self)
+
+    def __repr__(self) -> str:
+        state = "wiped" if self._wiped else "ready"
+        return f"<BatchCodec suite={self._suite.name} key_ref={self._key_ref.hex()} {state}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("BatchCodec objects hold key material and cannot be pickled")
+
+    @property
+    def suite(self) -> str:
+        return self._suite.name
+
+    @property
+    def key_ref(self) -> bytes:
+        return self._key_ref
+
+    @property
+    def wiped(self) -> bool:
+        return self._wiped
+
+    def wipe(self) -> None:
+        """Zero the data key and drop every session context (their C memory is wiped
+        when freed).  Calls after this raise KeyInvalidError."""
+        with self._lock:
+            self._key[:] = bytes(len(self._key))
+            self._session = None
+            self._cache.clear()
+            self._wiped = True
+
+    # ---- sessions -------------------------------------------------------------
+
+    def _start_session(
+        self, salt: Optional[bytes] = None, prefix: Optional[bytes] = None, counter: int = 0
+    ) -> _Session:
+        """Begin a sealing session (caller holds the lock).  salt/prefix/counter are a
+        private hook for test vectors; production passes none of them."""
+        if self._wiped:
+            raise KeyInvalidError("the Logstore key has been wiped", code="Rejected.KeyWiped")
+        salt = secrets.token_bytes(SALT_LEN) if salt is None else salt
+        prefix = secrets.token_bytes(NONCE_PREFIX_LEN) if prefix is None else prefix
+        if len(salt) != SALT_LEN or len(prefix) != NONCE_PREFIX_LEN:
+            raise ValueError("bad session salt or nonce prefix length")
+        aead, commitment = _derive(self._suite, self._key, salt, self._info)
+        header = _HEADER.pack(
+            MAGIC, VERSION, self._suite.id, 0, self._key_ref, salt, prefix + bytes(8), commitment
+        )
+        session = _Session(os.getpid(), salt, prefix, aead, header, counter)
+        self._remember(salt, aead, commitment)
+        self._session = session
+        return session
+
+    def _forget_sessions_after_fork(self) -> None:
+        # The lock may have been held by a thread that does not exist in the child.
+        self._lock = threading.Lock()
+        self._session = None
+
+    def _remember(self, salt: bytes, aead: _GcmAead, commitment: bytes) -> None:
+        self._cache[salt] = (aead, commitment)
+        self._cache.move_to_end(salt)
+        while len(self._cache) > _DECRYPT_CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def _reserve(self, count: int, size: int) -> _Session:
+        """A session with room for count batches of size bytes in all (lock held)."""
+        session = self._session
+        if (
+            session is None
+            or session.pid != os.getpid()  # forked without the at-fork hook running
+            or session.next + count > self._max_batches
+            or (session.used and session.used + size > self._max_bytes)
+        ):
+            session = self._start_session()
+        return session
+
+    # ---- sealing ----------------------------------------------------------------
+
+    def seal(self, batch: Buffer) -> bytes:
+        size = len(batch) if type(batch) is bytes else _nbytes(batch)
+        with self._lock:
+            session = self._reserve(1, size)
+            counter = session.next
+            session.next += 1
+            session.used += size
+        return session.aead._seal_record(session.header, NONCE_OFFSET, session.prefix, counter, batch)
+
+    def seal_many(self, batches: Sequence[Buffer]) -> List[bytes]:
+        count = len(batches)
+        if count == 0:
+            return []
+        try:
+            total = sum(map(len, batches))
+        except TypeError:
+            raise TypeError("every batch must be bytes, bytearray or memoryview") from None
+        with self._lock:
+            session = self._session
+            if (
+                session is not None
+                and session.pid == os.getpid()
+                and session.next + count <= self._max_batches
+                and session.used + total <= self._max_bytes
+            ):
+                plan: _Plan = [(session, session.next, 0, count)]
+                session.next += count
+                session.used += total
+            else:
+                plan = self._plan(batches)
+        if len(plan) == 1:
+            session, counter0, _, _ = plan[0]
+            return session.aead._seal_records(session.header, NONCE_OFFSET, session.prefix, counter0, batches)
+        out: List[bytes] = []
+        for session, counter0, first, end in plan:
+            out += session.aead._seal_records(
+                session.header, NONCE_OFFSET, session.prefix, counter0, batches[first:end]
+            )
+        return out
+
+    def _plan(self, batches: Sequence[Buffer]) -> _Plan:
+        """Split a call across sessions at the batch and byte limits (lock held)."""
+        plan: _Plan = []
+        first = 0
+        while first < len(batches):
+            session = self._reserve(1, len(batches[first]))
+            end = first
+            while (
+                end < len(batches)
+                and session.next + (end - first) < self._max_batches
+                and (end == first and session.used == 0 or session.used + len(batches[end]) <= self._max_bytes)
+            ):
+                session.used += len(batches[end])
+                end += 1
+            plan.append((session, session.next, first, end))
+            session.next += end - first
+            first = end
+        return plan
+
+    # ---- opening ------------------------------------------------------------------
+
+    def open(self, blob: Any) -> bytes:
+        """Verify and decrypt one sealed batch: FormatError if malformed, InvalidTag if
+        it was not sealed under this key and context or was altered."""
+        data = _as_bytes(blob)
+        suite = _check_structure(data)
+        if suite is not self._suite or data[KEY_REF_OFFSET:SALT_OFFSET] != self._key_ref:
+            raise InvalidTag("the batch was not sealed with this Logstore's key")
+        aead, commitment = self._session_for(data[SALT_OFFSET:NONCE_OFFSET], data[COMMIT_OFFSET:HEADER_LEN])
+        if not hmac.compare_digest(commitment, data[COMMIT_OFFSET:HEADER_LEN]):
+            raise InvalidTag("key commitment mismatch")
+        return aead._open_record(data, HEADER_LEN, NONCE_OFFSET)
+
+    def open_many(self, blobs: Sequence[Any]) -> List[bytes]:
+        """Open every blob or none: the first failure raises, naming its index."""
+        out: List[bytes] = []
+        for index, blob in enumerate(blobs):
+            try:
+                out.append(self.open(blob))
+            except InvalidTag as exc:
+                raise InvalidTag(f"batch {index}: {exc}" if str(exc) else f"batch {index}: authentication failed",
+                                 index=index) from None
+            except FormatError as exc:
+                raise FormatError(f"batch {index}: {exc}") from None
+        return out
+
+    def _session_for(self, salt: bytes, claimed: bytes) -> Tuple[_GcmAead, bytes]:
+        with self._lock:
+            entry = self._cache.get(salt)
+            if entry is not None:
+                self._cache.move_to_end(salt)
+                return entry
+            if self._wiped:
+                raise KeyInvalidError("the Logstore key has been wiped", code="Rejected.KeyWiped")
+            aead, commitment = _derive(self._suite, self._key, salt, self._info)
+            # Cache only sessions that this key really made, so forged salts cannot
+            # evict genuine entries.
+            if hmac.compare_digest(commitment, claimed):
+                self._remember(salt, aead, commitment)
+            return aead, commitment
+
+
+def _nbytes(batch: Any) -> int:
+    try:
+        return memoryview(batch).nbytes
+    except TypeError:
+        raise TypeError("a batch must be bytes, bytearray or memoryview") from None
+
+
+def _seal_with(
+    suite: str,
+    data_key: bytes,
+    key_ref: bytes,
+    project: str,
+    logstore: str,
+    *,
+    salt: bytes,
+    nonce_prefix: bytes,
+    counter: int,
+    batches: Sequence[bytes],
+) -> List[bytes]:
+    """Deterministic sealing for test vectors (private: never reuse a salt in production)."""
+    codec = BatchCodec(suite, data_key, key_ref, project, logstore)
+    try:
+        with codec._lock:
+            codec._start_session(salt, nonce_prefix, counter)
+        return codec.seal_many(list(batches))
+    finally:
+        codec.wipe()
+

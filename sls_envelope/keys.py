@@ -1,0 +1,441 @@
+"""KeyManager and LogstoreCipher: a key per Logstore, from its encrypt_conf, through a KMS.
+
+Key hierarchy (docs/SECURITY.md):
+
+* service key (no ``user_cmk_info``): an independent 256-bit data key per Logstore,
+  made by the KMS under a service CMK that the manager creates on first use (or is
+  given as ``service_key_id``) and keeps in its store;
+* BYOK (``user_cmk_info``): the manager assumes the RAM role ``arn`` and has the KMS
+  make the data key under the customer's ``cmk_key_id``.
+
+The encryption context ``{"project": ..., "logstore": ...}`` is bound to the wrapped
+data key, and the same names are bound into every batch (sls_envelope.format).  Only
+the wrapped key is stored; the plaintext is unwrapped when the Logstore is first used.
+
+Fail closed: a BYOK cipher re-checks its CMK by unwrapping its data key again (so the
+role, its trust and its permissions are checked too) when the last check is older than
+``revalidate_after`` seconds.  When the KMS refuses, the plaintext key is wiped and
+every call raises KeyInvalidError until a later check (no sooner than
+``revalidate_after`` after the failure) succeeds.  Service-key Logstores never depend
+on customer CMKs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import threading
+import time
+import weakref
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .aead import Buffer
+from .conf import EncryptConf
+from .exceptions import ConfigError, KeyInvalidError
+from .format import BatchCodec
+from .keystore import KeyRecord, KeyStore, MemoryKeyStore, SqliteKeyStore
+from .kms.base import KmsClient
+
+__all__ = ["KeyManager", "LogstoreCipher", "encryption_context"]
+
+_SERVICE_CMK_SETTING = "service_cmk_id"
+_DATA_KEY_BYTES = 32  # HKDF input for both suites: 256 bits, also under SM4's 128-bit session keys
+_MAX_NAME = 255
+
+
+def encryption_context(project: str, logstore: str) -> Dict[str, str]:
+    """The KMS encryption context of a Logstore's data key."""
+    return {"project": project, "logstore": logstore}
+
+
+class _KeySource:
+    """Unwraps one Logstore's data key through the KMS, as the service or as the role."""
+
+    __slots__ = ("_kms", "_record")
+
+    def __init__(self, kms: KmsClient, record: KeyRecord) -> None:
+        self._kms = kms
+        self._record = record
+
+    def unwrap(self) -> bytes:
+        record = self._record
+        assert record.ciphertext_blob is not None
+        client = self._kms
+        if record.key_type == "byok":
+            conf = EncryptConf.from_dict(json.loads(record.conf))
+            assert conf.user_cmk_info is not None
+            client = client.assume_role(conf.user_cmk_info.arn)
+        return client.decrypt(record.ciphertext_blob, context=encryption_context(record.project, record.logstore))
+
+
+_LIVE_CIPHERS: "weakref.WeakSet[LogstoreCipher]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cipher in list(_LIVE_CIPHERS):
+        cipher._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class LogstoreCipher:
+    """Encrypts and decrypts one Logstore's batches (the v1 format).  Thread-safe.
+
+    Obtained from :meth:`KeyManager.create_logstore` or :meth:`KeyManager.open_logstore`.
+    Every call first makes sure the key may be used (see the module docstring); the
+    sealing itself never calls the KMS.
+    """
+
+    def __init__(
+        self,
+        record: KeyRecord,
+        source: _KeySource,
+        *,
+        revalidate_after: Optional[float],
+        clock: Callable[[], float],
+        data_key: Optional[bytes] = None,
+    ) -> None:
+        assert record.suite is not None and record.key_ref is not None
+        self._record = record
+        self._source = source
+        self._revalidate_after = revalidate_after  # None: never (service keys)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._codec: Optional[BatchCodec] = None
+        self._failure: Optional[KeyInvalidError] = None
+        self._deadline = -math.inf  # the next call checks with the KMS
+        self._closed: Optional[str] = None
+        if data_key is not None:
+            self._install(data_key)
+            self._deadline = self._next_deadline(clock())
+        _LIVE_CIPHERS.add(self)
+
+    # ---- description ----------------------------------------------------------------
+
+    @property
+    def project(self) -> str:
+        return self._record.project
+
+    @property
+    def logstore(self) -> str:
+        return self._record.logstore
+
+    @property
+    def suite(self) -> str:
+        """``"aes-256-gcm"`` or ``"sm4-gcm"``."""
+        assert self._record.suite is not None
+        return self._record.suite
+
+    @property
+    def key_type(self) -> str:
+        """``"service"`` or ``"byok"``."""
+        assert self._record.key_type is not None
+        return self._record.key_type
+
+    @property
+    def key_ref(self) -> str:
+        """The key record id written into every batch header (hex; not secret)."""
+        assert self._record.key_ref is not None
+        return self._record.key_ref.hex()
+
+    @property
+    def encrypt_conf(self) -> EncryptConf:
+        return EncryptConf.from_dict(json.loads(self._record.conf))
+
+    def __repr__(self) -> str:
+        return (
+            f"<LogstoreCipher project={self.project!r} logstore={self.logstore!r} suite={self.suite} "
+            f"key_type={self.key_type} key_ref={self.key_ref}>"
+        )
+
+    def __reduce__(self) -> Any:
+        raise TypeError("LogstoreCipher objects hold key material and cannot be pickled")
+
+    # ---- the hot path -----------------------------------------------------------------
+
+    def encrypt(self, batch: Buffer) -> bytes:
+        """Seal one batch (bytes-like) as a v1 blob."""
+        codec = self._codec
+        if codec is None or self._clock() >= self._deadline:
+            codec = self._ready()
+        return codec.seal(batch)
+
+    def encrypt_many(self, batches: Sequence[Buffer]) -> List[bytes]:
+        """Seal many batches in one C call."""
+        codec = self._codec
+        if codec is None or self._clock() >= self._deadline:
+            codec = self._ready()
+        return codec.seal_many(batches)
+
+    def decrypt(self, blob: Buffer) -> bytes:
+        """Open one v1 blob: FormatError if malformed, InvalidTag if not sealed for this
+        Logstore (key, project and Logstore name) or altered."""
+        codec = self._codec
+        if codec is None or self._clock() >= self._deadline:
+            codec = self._ready()
+        return codec.open(blob)
+
+    def decrypt_many(self, blobs: Sequence[Buffer]) -> List[bytes]:
+        """Open every blob or none; the error names the first bad index."""
+        codec = self._codec
+        if codec is None or self._clock() >= self._deadline:
+            codec = self._ready()
+        return codec.open_many(blobs)
+
+    # ---- key checks ---------------------------------------------------------------------
+
+    def _next_deadline(self, now: float) -> float:
+        return math.inf if self._revalidate_after is None else now + self._revalidate_after
+
+    def _install(self, data_key: bytes) -> None:
+        assert self._record.suite is not None and self._record.key_ref is not None
+        self._codec = BatchCodec(
+            self._record.suite, data_key, self._record.key_ref, self._record.project, self._record.logstore
+        )
+
+    def _ready(self) -> BatchCodec:
+        """The codec after the check that is due (lock held while asking the KMS)."""
+        with self._lock:
+            if self._closed is not None:
+                raise KeyInvalidError(self._closed, code="LogStoreNotExist")
+            now = self._clock()
+            if now < self._deadline:
+                if self._codec is not None:
+                    return self._codec
+                if self._failure is not None:  # a refusal is remembered until the deadline
+                    raise KeyInvalidError(str(self._failure), code=self._failure.code)
+            try:
+                data_key = self._source.unwrap()
+            except KeyInvalidError as exc:
+                self._wipe_locked()
+                self._failure = KeyInvalidError(
+                    f"the key of Logstore {self.project}/{self.logstore} cannot be used: {exc}", code=exc.code
+                )
+                self._deadline = now + (self._revalidate_after or 0.0)
+                raise KeyInvalidError(str(self._failure), code=exc.code) from None
+            # KmsUnavailableError propagates: nothing is sealed or opened without a
+            # successful check, and the next call asks again.
+            if self._codec is None:
+                self._install(data_key)
+            del data_key
+            self._failure = None
+            self._deadline = self._next_deadline(now)
+            assert self._codec is not None
+            return self._codec
+
+    def _wipe_locked(self) -> None:
+        if self._codec is not None:
+            self._codec.wipe()
+            self._codec = None
+
+    def wipe(self) -> None:
+        """Drop the plaintext key now; the next call unwraps it again through the KMS."""
+        with self._lock:
+            self._wipe_locked()
+            self._deadline = -math.inf
+
+    def _close(self, reason: str) -> None:
+        """Wipe the key and refuse every later call (the Logstore was deleted or its
+        manager closed)."""
+        with self._lock:
+            self._wipe_locked()
+            self._closed = reason
+            self._deadline = -math.inf
+
+
+def _check_name(what: str, name: Any) -> str:
+    if not isinstance(name, str) or not name or "\x00" in name or len(name.encode("utf-8")) > _MAX_NAME:
+        raise ConfigError(f"{what} must be a non-empty string of at most {_MAX_NAME} bytes")
+    return name
+
+
+class KeyManager:
+    """Makes and keeps the key of every encrypted Logstore.  Thread-safe.
+
+    ``kms``: a :class:`~sls_envelope.kms.KmsClient` (e.g. :class:`~sls_envelope.kms.LocalKms`).
+    ``store``: a path (an SQLite key-record file), a :class:`~sls_envelope.keystore.KeyStore`,
+    or None (memory).  ``revalidate_after``: seconds between CMK checks of a BYOK
+    Logstore (0 = every call).  ``service_key_id``: the service CMK to use instead of
+    one the manager creates.  ``clock``: monotonic seconds (tests move it).
+    """
+
+    def __init__(
+        self,
+        kms: KmsClient,
+        store: Union[None, str, "os.PathLike[str]", KeyStore] = None,
+        *,
+        revalidate_after: float = 60.0,
+        service_key_id: Optional[str] = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(kms, KmsClient):
+            raise TypeError("kms must be a sls_envelope.kms.KmsClient")
+        if isinstance(revalidate_after, bool) or not isinstance(revalidate_after, (int, float)) \
+                or not 0 <= revalidate_after < math.inf:
+            raise ValueError("revalidate_after must be a finite number of seconds >= 0")
+        if store is None:
+            self._store: KeyStore = MemoryKeyStore()
+        elif isinstance(store, KeyStore):
+            self._store = store
+        elif isinstance(store, (str, os.PathLike)):
+            self._store = SqliteKeyStore(store)
+        else:
+            raise TypeError("store must be None, a path or a KeyStore")
+        self._kms = kms
+        self._revalidate_after = float(revalidate_after)
+        self._service_key_id = service_key_id
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._ciphers: Dict[Tuple[str, str], LogstoreCipher] = {}
+
+    def __repr__(self) -> str:
+        return f"<KeyManager kms={self._kms!r} store={self._store!r} revalidate_after={self._revalidate_after}>"
+
+    @property
+    def kms(self) -> KmsClient:
+        return self._kms
+
+    # ---- Logstores ------------------------------------------------------------------------
+
+    def create_logstore(
+        self, project: str, logstore: str, encrypt_conf: Union[EncryptConf, Mapping[str, Any]]
+    ) -> Optional[LogstoreCipher]:
+        """Make the Logstore's key from its encrypt_conf; None if it is unencrypted.
+
+        ConfigError for a bad conf or an existing Logstore; KeyInvalidError if the role
+        cannot be assumed or the CMK cannot be used; KmsUnavailableError if the KMS is down.
+        """
+        conf = EncryptConf.from_dict(encrypt_conf)
+        _check_name("project", project)
+        _check_name("logstore", logstore)
+        with self._lock:
+            if self._store.get(project, logstore) is not None:
+                raise ConfigError(f"Logstore {project}/{logstore} already exists", code="LogStoreAlreadyExist")
+            conf_json = json.dumps(conf.to_dict(), sort_keys=True)
+            if not conf.enable:
+                self._add(KeyRecord(project, logstore, conf_json, created_at=time.time()))
+                return None
+            context = encryption_context(project, logstore)
+            if conf.user_cmk_info is not None:
+                client = self._kms.assume_role(conf.user_cmk_info.arn)
+                cmk_key_id = conf.user_cmk_info.cmk_key_id
+            else:
+                client = self._kms
+                cmk_key_id = self._service_cmk()
+            data_key = client.generate_data_key(cmk_key_id, context=context, number_of_bytes=_DATA_KEY_BYTES)
+            record = KeyRecord(
+                project=project, logstore=logstore, conf=conf_json, key_ref=secrets.token_bytes(16),
+                suite=conf.suite, key_type=conf.key_type, cmk_key_id=cmk_key_id,
+                ciphertext_blob=data_key.ciphertext_blob, created_at=time.time(),
+            )
+            self._add(record)
+            cipher = LogstoreCipher(
+                record, _KeySource(self._kms, record), revalidate_after=self._revalidation(record),
+                clock=self._clock, data_key=data_key.plaintext,
+            )
+            del data_key
+            self._ciphers[(project, logstore)] = cipher
+            return cipher
+
+    def open_logstore(self, project: str, logstore: str) -> Optional[LogstoreCipher]:
+        """The Logstore's cipher (None if unencrypted); ConfigError if there is no such
+        Logstore.  The key is unwrapped through the KMS at first use, not here."""
+        with self._lock:
+            cipher = self._ciphers.get((project, logstore))
+            if cipher is not None:
+                return cipher
+            record = self._record(project, logstore)
+            if not record.encrypted:
+                return None
+            cipher = LogstoreCipher(
+                record, _KeySource(self._kms, record), revalidate_after=self._revalidation(record),
+                clock=self._clock,
+            )
+            self._ciphers[(project, logstore)] = cipher
+            return cipher
+
+    def update_logstore(
+        self, project: str, logstore: str, encrypt_conf: Union[EncryptConf, Mapping[str, Any]]
+    ) -> None:
+        """Accept the conf the Logstore already has (a no-op); any change of
+        algorithm, key type or CMK is ConfigError: they are fixed at creation."""
+        conf = EncryptConf.from_dict(encrypt_conf)
+        current = self.get_encrypt_conf(project, logstore)
+        if conf.effective() == current.effective():
+            return
+        changed = _describe_change(current, conf)
+        raise ConfigError(
+            f"encrypt_conf of Logstore {project}/{logstore} cannot be changed after creation ({changed})",
+            code="ParameterInvalid",
+        )
+
+    def get_encrypt_conf(self, project: str, logstore: str) -> EncryptConf:
+        """The conf the Logstore was created with (canonical)."""
+        return EncryptConf.from_dict(json.loads(self._record(project, logstore).conf))
+
+    def delete_logstore(self, project: str, logstore: str) -> None:
+        """Forget the Logstore and wipe its key; its batches can no longer be read."""
+        with self._lock:
+            if not self._store.remove(project, logstore):
+                raise ConfigError(f"Logstore {project}/{logstore} does not exist", code="LogStoreNotExist")
+            cipher = self._ciphers.pop((project, logstore), None)
+            if cipher is not None:
+                cipher._close(f"Logstore {project}/{logstore} was deleted")
+
+    def close(self) -> None:
+        """Wipe every cached key and close the store."""
+        with self._lock:
+            for cipher in self._ciphers.values():
+                cipher._close("the KeyManager was closed")
+            self._ciphers.clear()
+            self._store.close()
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _record(self, project: str, logstore: str) -> KeyRecord:
+        record = self._store.get(project, logstore)
+        if record is None:
+            raise ConfigError(f"Logstore {project}/{logstore} does not exist", code="LogStoreNotExist")
+        return record
+
+    def _add(self, record: KeyRecord) -> None:
+        if not self._store.add(record):
+            raise ConfigError(
+                f"Logstore {record.project}/{record.logstore} already exists", code="LogStoreAlreadyExist"
+            )
+
+    def _revalidation(self, record: KeyRecord) -> Optional[float]:
+        return self._revalidate_after if record.key_type == "byok" else None
+
+    def _service_cmk(self) -> str:
+        """The service CMK: given, stored, or created now (once) and stored."""
+        if self._service_key_id is not None:
+            return self._service_key_id
+        stored = self._store.get_setting(_SERVICE_CMK_SETTING)
+        if stored is not None:
+            return stored
+        try:
+            key_id = self._kms.create_key("sls-envelope service master key")
+        except NotImplementedError:
+            raise ConfigError(
+                "this KMS cannot create the service master key; pass KeyManager(service_key_id=...)",
+                code="ServiceKeyUnavailable",
+            ) from None
+        return self._store.set_setting_default(_SERVICE_CMK_SETTING, key_id)
+
+
+def _describe_change(old: EncryptConf, new: EncryptConf) -> str:
+    if old.enable != new.enable:
+        return f"enable {str(old.enable).lower()} -> {str(new.enable).lower()}"
+    if old.encrypt_type != new.encrypt_type:
+        return f"encrypt_type {old.encrypt_type} -> {new.encrypt_type}"
+    if old.key_type != new.key_type:
+        return f"key type {old.key_type} -> {new.key_type}"
+    assert old.user_cmk_info is not None and new.user_cmk_info is not None
+    fields = [name for name in ("cmk_key_id", "arn", "region_id")
+              if getattr(old.user_cmk_info, name) != getattr(new.user_cmk_info, name)]
+    return "user_cmk_info." + ", user_cmk_info.".join(fields) + " changed"

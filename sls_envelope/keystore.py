@@ -1,0 +1,179 @@
+"""Where KeyManager keeps its Logstore key records: the KeyStore interface, a memory
+store and an embedded SQLite store.
+
+A record holds only what is safe at rest: the Logstore's conf, the random key_ref,
+and the data key *wrapped* by the KMS (never its plaintext).  Stores must make
+:meth:`KeyStore.add` atomic (a second add of the same Logstore returns False), so two
+managers sharing a store cannot give one Logstore two keys.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+import sqlite3
+import threading
+from typing import Dict, Optional, Tuple, Union
+
+__all__ = ["KeyRecord", "KeyStore", "MemoryKeyStore", "SqliteKeyStore"]
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyRecord:
+    """One Logstore's key record.  For an unencrypted Logstore only project, logstore
+    and conf are set."""
+
+    project: str
+    logstore: str
+    conf: str  #: the canonical encrypt_conf, as JSON
+    key_ref: Optional[bytes] = None  #: 16 random bytes, written into every batch header
+    suite: Optional[str] = None  #: "aes-256-gcm" or "sm4-gcm"
+    key_type: Optional[str] = None  #: "service" or "byok"
+    cmk_key_id: Optional[str] = None  #: the CMK that wraps the data key
+    ciphertext_blob: Optional[bytes] = None  #: the data key wrapped by the KMS
+    created_at: float = 0.0
+
+    @property
+    def encrypted(self) -> bool:
+        return self.key_ref is not None
+
+
+class KeyStore(abc.ABC):
+    """What KeyManager needs from a record store.  Implementations must be thread-safe."""
+
+    @abc.abstractmethod
+    def get(self, project: str, logstore: str) -> Optional[KeyRecord]:
+        """The record of a Logstore, or None."""
+
+    @abc.abstractmethod
+    def add(self, record: KeyRecord) -> bool:
+        """Insert a record atomically; False (and no change) if the Logstore exists."""
+
+    @abc.abstractmethod
+    def remove(self, project: str, logstore: str) -> bool:
+        """Delete a record; False if there was none."""
+
+    @abc.abstractmethod
+    def get_setting(self, name: str) -> Optional[str]:
+        """A manager-wide setting (e.g. the service CMK id), or None."""
+
+    @abc.abstractmethod
+    def set_setting_default(self, name: str, value: str) -> str:
+        """Store value under name unless one is there already; return what is stored."""
+
+    def close(self) -> None:
+        """Release resources.  Optional."""
+
+
+class MemoryKeyStore(KeyStore):
+    """Records in a dict: gone when the process ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: Dict[Tuple[str, str], KeyRecord] = {}
+        self._settings: Dict[str, str] = {}
+
+    def get(self, project: str, logstore: str) -> Optional[KeyRecord]:
+        with self._lock:
+            return self._records.get((project, logstore))
+
+    def add(self, record: KeyRecord) -> bool:
+        with self._lock:
+            return self._records.setdefault((record.project, record.logstore), record) is record
+
+    def remove(self, project: str, logstore: str) -> bool:
+        with self._lock:
+            return self._records.pop((project, logstore), None) is not None
+
+    def get_setting(self, name: str) -> Optional[str]:
+        with self._lock:
+            return self._settings.get(name)
+
+    def set_setting_default(self, name: str, value: str) -> str:
+        with self._lock:
+            return self._settings.setdefault(name, value)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS logstore_keys (
+    project TEXT NOT NULL,
+    logstore TEXT NOT NULL,
+    conf TEXT NOT NULL,
+    key_ref BLOB,
+    suite TEXT,
+    key_type TEXT,
+    cmk_key_id TEXT,
+    ciphertext_blob BLOB,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (project, logstore)
+);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_COLUMNS = "project, logstore, conf, key_ref, suite, key_type, cmk_key_id, ciphertext_blob, created_at"
+
+
+class SqliteKeyStore(KeyStore):
+    """Records in an SQLite file (created with mode 0600).  Safe to share between
+    processes: SQLite serialises the writers and ``add`` relies on the primary key."""
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        self._path = os.fspath(path)
+        # Create the file ourselves so that it is never readable by others; SQLite gives
+        # its journal files the database file's permissions.
+        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self._path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"<SqliteKeyStore {self._path!r}>"
+
+    def get(self, project: str, logstore: str) -> Optional[KeyRecord]:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM logstore_keys WHERE project = ? AND logstore = ?", (project, logstore)
+            ).fetchone()
+        if row is None:
+            return None
+        return KeyRecord(
+            project=row[0], logstore=row[1], conf=row[2],
+            key_ref=None if row[3] is None else bytes(row[3]),
+            suite=row[4], key_type=row[5], cmk_key_id=row[6],
+            ciphertext_blob=None if row[7] is None else bytes(row[7]),
+            created_at=float(row[8]),
+        )
+
+    def add(self, record: KeyRecord) -> bool:
+        values = (
+            record.project, record.logstore, record.conf, record.key_ref, record.suite, record.key_type,
+            record.cmk_key_id, record.ciphertext_blob, record.created_at,
+        )
+        with self._lock:
+            cursor = self._db.execute(
+                f"INSERT OR IGNORE INTO logstore_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values
+            )
+            return cursor.rowcount == 1
+
+    def remove(self, project: str, logstore: str) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM logstore_keys WHERE project = ? AND logstore = ?", (project, logstore)
+            )
+            return cursor.rowcount == 1
+
+    def get_setting(self, name: str) -> Optional[str]:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_setting_default(self, name: str, value: str) -> str:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)", (name, value))
+            row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return str(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,434 @@
+"""The v1 batch format: layout, vectors (checked both ways and independently),
+context binding, key commitment, nonce uniqueness, sessions, fork safety, malformed input."""
+
+from __future__ import annotations
+
+import hmac as std_hmac
+import json
+import os
+import secrets
+import struct
+import threading
+from typing import Any, Dict, List
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM as PycaAESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from gmssl import sm3 as gm_sm3  # a pure-Python SM3, independent of OpenSSL
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sls_envelope
+from sls_envelope import FormatError, InvalidTag, KeyInvalidError, SlsEnvelopeError
+from sls_envelope import format as fmt
+from sls_envelope.format import BatchCodec
+
+VECTORS = json.load(open(os.path.join(os.path.dirname(__file__), "vectors", "format_v1.json"), encoding="utf-8"))
+SUITE_NAMES = ["aes-256-gcm", "sm4-gcm"]
+
+
+def codec(suite: str = "aes-256-gcm", key: bytes = b"k" * 32, key_ref: bytes = b"r" * 16,
+          project: str = "proj", logstore: str = "store", **kw: Any) -> BatchCodec:
+    return BatchCodec(suite, key, key_ref, project, logstore, **kw)
+
+
+# ---- independent reference computations ---------------------------------------------------
+
+
+def _sm3(data: bytes) -> bytes:
+    return bytes.fromhex(gm_sm3.sm3_hash(list(data)))
+
+
+def _hmac_sm3(key: bytes, data: bytes) -> bytes:
+    """HMAC (RFC 2104) over gmssl's pure-Python SM3 (block size 64)."""
+    if len(key) > 64:
+        key = _sm3(key)
+    key = key.ljust(64, b"\0")
+    inner = _sm3(bytes(b ^ 0x36 for b in key) + data)
+    return _sm3(bytes(b ^ 0x5C for b in key) + inner)
+
+
+def _hkdf_sm3(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    """RFC 5869 written out, over the HMAC-SM3 above."""
+    prk = _hmac_sm3(salt, ikm)
+    okm, block = b"", b""
+    for counter in range(1, -(-length // 32) + 1):
+        block = _hmac_sm3(prk, block + info + bytes([counter]))
+        okm += block
+    return okm[:length]
+
+
+def _reference_seal(vector: Dict[str, Any]) -> bytes:
+    """The blob of a vector, computed from docs/FORMAT.md with no sls_envelope code."""
+    key, salt, info = (bytes.fromhex(vector[k]) for k in ("data_key", "salt", "hkdf_info"))
+    project, logstore = vector["project"].encode(), vector["logstore"].encode()
+    expected_info = (b"sls-envelope v1 session" + bytes([vector["suite_id"]]) + bytes.fromhex(vector["key_ref"])
+                     + struct.pack(">H", len(project)) + project + struct.pack(">H", len(logstore)) + logstore)
+    assert info == expected_info
+    if vector["suite"] == "aes-256-gcm":
+        okm = HKDF(hashes.SHA256(), 64, salt, info).derive(key)
+        session_key, commitment = okm[:32], okm[32:]
+    else:
+        okm = _hkdf_sm3(key, salt, info, 48)
+        session_key, commitment = okm[:16], okm[16:]
+    nonce = bytes.fromhex(vector["nonce_prefix"]) + struct.pack(">Q", vector["counter"])
+    header = (b"SLSE" + bytes([1, vector["suite_id"], 0]) + bytes.fromhex(vector["key_ref"]) + salt + nonce
+              + commitment)
+    assert len(header) == 99
+    plaintext = bytes.fromhex(vector["plaintext"])
+    if vector["suite"] == "aes-256-gcm":
+        return header + PycaAESGCM(session_key).encrypt(nonce, plaintext, header)
+    enc = Cipher(algorithms.SM4(session_key), modes.GCM(nonce)).encryptor()
+    enc.authenticate_additional_data(header)
+    return header + enc.update(plaintext) + enc.finalize() + enc.tag
+
+
+def test_hkdf_sm3_of_cryptography_matches_an_independent_one() -> None:
+    for _ in range(8):
+        ikm, salt, info = secrets.token_bytes(32), secrets.token_bytes(32), secrets.token_bytes(40)
+        assert HKDF(hashes.SM3(), 48, salt, info).derive(ikm) == _hkdf_sm3(ikm, salt, info, 48)
+    # SM3 itself, GB/T 32905-2016 example 1: SM3("abc").
+    assert _sm3(b"abc").hex() == "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
+
+
+# ---- vectors -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["name"])
+def test_vectors_both_ways(vector: Dict[str, Any]) -> None:
+    blob = bytes.fromhex(vector["blob"])
+    key, key_ref = bytes.fromhex(vector["data_key"]), bytes.fromhex(vector["key_ref"])
+    # Sealing with the vector's salt, prefix and counter gives the blob...
+    (sealed,) = fmt._seal_with(
+        vector["suite"], key, key_ref, vector["project"], vector["logstore"],
+        salt=bytes.fromhex(vector["salt"]), nonce_prefix=bytes.fromhex(vector["nonce_prefix"]),
+        counter=vector["counter"], batches=[bytes.fromhex(vector["plaintext"])],
+    )
+    assert sealed == blob
+    # ...an independent implementation of docs/FORMAT.md gives the same blob...
+    assert _reference_seal(vector) == blob
+    # ...and opening the blob gives the plaintext back.
+    opener = BatchCodec(vector["suite"], key, key_ref, vector["project"], vector["logstore"])
+    assert opener.open(blob) == bytes.fromhex(vector["plaintext"])
+    info = fmt.inspect(blob)
+    assert info["version"] == 1 and info["suite"] == vector["suite"]
+    assert info["key_ref"] == vector["key_ref"] and info["session"] == vector["salt"]
+    assert info["nonce"] == vector["nonce_prefix"] + vector["counter"].to_bytes(8, "big").hex()
+    assert info["counter"] == vector["counter"] and info["commitment"] == vector["commitment"]
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"][:2] + VECTORS["vectors"][3:5], ids=lambda v: v["name"])
+def test_vectors_refuse_another_context(vector: Dict[str, Any]) -> None:
+    blob = bytes.fromhex(vector["blob"])
+    key, key_ref = bytes.fromhex(vector["data_key"]), bytes.fromhex(vector["key_ref"])
+    for project, logstore in ((vector["project"] + "x", vector["logstore"]),
+                              (vector["project"], vector["logstore"] + "x"),
+                              (vector["logstore"], vector["project"])):
+        with pytest.raises(InvalidTag):
+            BatchCodec(vector["suite"], key, key_ref, project, logstore).open(blob)
+
+
+def test_vectors_file_is_what_the_generator_makes() -> None:
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "vectors", "make_format_v1.py")
+    spec = importlib.util.spec_from_file_location("make_format_v1", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.build() == VECTORS
+
+
+# ---- layout ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suite", SUITE_NAMES)
+def test_layout(suite: str) -> None:
+    c = codec(suite, key_ref=bytes(range(16)))
+    blob = c.seal(b"abc")
+    assert len(blob) == 99 + 3 + 16
+    assert blob[:4] == b"SLSE" and blob[4] == 1 and blob[5] == (1 if suite == "aes-256-gcm" else 2)
+    assert blob[6] == 0 and blob[7:23] == bytes(range(16))
+    second = c.seal(b"abc")
+    assert second[23:55] == blob[23:55]  # same session
+    assert int.from_bytes(second[59:67], "big") == int.from_bytes(blob[59:67], "big") + 1
+    assert fmt.inspect(blob)["ciphertext_len"] == 3
+
+
+def test_sm4_suite_uses_sm3_and_aes_suite_sha256() -> None:
+    assert fmt.suite_by_name("sm4-gcm").hash is hashes.SM3
+    assert fmt.suite_by_name("aes-256-gcm").hash is hashes.SHA256
+
+
+def test_import_makes_submodules_available() -> None:
+    assert sls_envelope.format is fmt
+    assert hasattr(sls_envelope.kms, "LocalKms")
+
+
+# ---- binding and commitment ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suite", SUITE_NAMES)
+def test_context_is_bound(suite: str) -> None:
+    blob = codec(suite).seal(b"payload")
+    assert codec(suite).open(blob) == b"payload"
+    for other in (codec(suite, project="proj2"), codec(suite, logstore="store2"),
+                  codec(suite, project="projstore", logstore=""), codec(suite, key_ref=b"s" * 16)):
+        with pytest.raises(InvalidTag):
+            other.open(blob)
+
+
+def test_other_suite_is_refused() -> None:
+    blob = codec("aes-256-gcm").seal(b"payload")
+    with pytest.raises(InvalidTag):
+        codec("sm4-gcm").open(blob)
+    forged = blob[:5] + b"\x02" + blob[6:]
+    with pytest.raises(InvalidTag):
+        codec("sm4-gcm").open(forged)
+
+
+def test_key_commitment_refuses_another_key_before_decrypting(monkeypatch: pytest.MonkeyPatch) -> None:
+    blob = codec(key=b"A" * 32).seal(b"payload")
+    other = codec(key=b"B" * 32)
+    opened: List[Any] = []
+    monkeypatch.setattr(fmt.AESGCM, "_open_record", lambda *a: opened.append(a))
+    with pytest.raises(InvalidTag, match="commitment"):
+        other.open(blob)
+    assert opened == []  # refused by the commitment, the AEAD never ran
+
+
+def test_commitment_is_checked_even_when_the_session_is_cached() -> None:
+    c = codec()
+    blob = c.seal(b"payload")
+    tampered = blob[:67] + bytes([blob[67] ^ 1]) + blob[68:]
+    with pytest.raises(InvalidTag, match="commitment"):
+        c.open(tampered)
+
+
+# ---- malformed input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suite", SUITE_NAMES)
+def test_every_single_bit_flip_is_refused(suite: str) -> None:
+    c = codec(suite)
+    blob = c.seal(b"short")
+    for bit in range(8 * len(blob)):
+        flipped = bytearray(blob)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises((InvalidTag, FormatError)):
+            c.open(bytes(flipped))
+
+
+def test_every_truncation_and_extension_is_refused() -> None:
+    c = codec()
+    blob = c.seal(b"some batch")
+    for n in range(len(blob)):
+        with pytest.raises((FormatError, InvalidTag)):
+            c.open(blob[:n])
+    with pytest.raises(InvalidTag):
+        c.open(blob + b"\0")
+
+
+@pytest.mark.parametrize("offset, value, message", [
+    (0, ord("X"), "magic"), (4, 2, "version"), (4, 0, "version"), (5, 3, "suite"), (5, 0, "suite"),
+    (6, 1, "flags"),
+])
+def test_structural_errors_are_format_errors(offset: int, value: int, message: str) -> None:
+    blob = bytearray(codec().seal(b"x"))
+    blob[offset] = value
+    with pytest.raises(FormatError, match=message):
+        codec().open(bytes(blob))
+    with pytest.raises(FormatError, match=message):
+        fmt.inspect(bytes(blob))
+
+
+@pytest.mark.parametrize("garbage", ["text", None, 42, [b"SLSE"], object()])
+def test_non_bytes_are_format_errors(garbage: Any) -> None:
+    with pytest.raises(FormatError):
+        codec().open(garbage)
+    with pytest.raises(FormatError):
+        fmt.inspect(garbage)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_garbage_gives_only_envelope_errors(data: bytes) -> None:
+    c = codec()
+    with pytest.raises(SlsEnvelopeError) as info:
+        c.open(data)
+    assert isinstance(info.value, (FormatError, InvalidTag))
+    with pytest.raises(SlsEnvelopeError):
+        c.open(b"SLSE\x01\x01\x00" + b"r" * 16 + data)
+
+
+def test_format_error_is_value_error() -> None:
+    assert issubclass(FormatError, ValueError) and issubclass(FormatError, SlsEnvelopeError)
+
+
+def test_bytes_like_inputs() -> None:
+    c = codec()
+    blob = c.seal(bytearray(b"abc"))
+    assert c.open(memoryview(blob)) == b"abc"
+    assert c.open(bytearray(blob)) == b"abc"
+    assert c.open_many(c.seal_many([memoryview(b"xy"), bytearray(b"z")])) == [b"xy", b"z"]
+    with pytest.raises(TypeError):
+        c.seal("text")  # type: ignore[arg-type]
+
+
+# ---- batches, sessions and nonces --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suite", SUITE_NAMES)
+def test_seal_many_takes_consecutive_counters(suite: str) -> None:
+    c = codec(suite)
+    first = c.seal(b"one")
+    batches = [os.urandom(n) for n in (0, 1, 16, 17, 1000)]
+    blobs = c.seal_many(batches)
+    counters = [fmt.inspect(b)["counter"] for b in [first] + blobs]
+    assert counters == list(range(counters[0], counters[0] + 6))
+    assert c.open_many(blobs) == batches
+    assert c.seal_many([]) == [] and c.open_many([]) == []
+
+
+def test_open_many_names_the_bad_index() -> None:
+    c = codec()
+    blobs = c.seal_many([b"a", b"b", b"c"])
+    blobs[1] = blobs[1][:-1] + bytes([blobs[1][-1] ^ 1])
+    with pytest.raises(InvalidTag) as info:
+        c.open_many(blobs)
+    assert info.value.index == 1
+    with pytest.raises(FormatError, match="batch 2"):
+        c.open_many([blobs[0], blobs[0], b"junk"])
+
+
+def test_new_session_at_the_batch_limit() -> None:
+    c = codec(max_batches=3)
+    blobs = [c.seal(bytes([i])) for i in range(7)]
+    sessions = [fmt.inspect(b)["session"] for b in blobs]
+    assert sessions[0] == sessions[2] != sessions[3] == sessions[5] != sessions[6]
+    assert [fmt.inspect(b)["counter"] for b in blobs] == [0, 1, 2, 0, 1, 2, 0]
+    many = c.seal_many([bytes([i]) for i in range(8)])
+    assert len({fmt.inspect(b)["session"] for b in many}) >= 3
+    assert c.open_many(many) == [bytes([i]) for i in range(8)]
+    pairs = {(fmt.inspect(b)["session"], fmt.inspect(b)["nonce"]) for b in blobs + many}
+    assert len(pairs) == len(blobs + many)
+
+
+def test_new_session_at_the_byte_limit() -> None:
+    c = codec(max_bytes=100)
+    blobs = [c.seal(b"x" * 40) for _ in range(5)]
+    sessions = [fmt.inspect(b)["session"] for b in blobs]
+    assert sessions[0] == sessions[1] != sessions[2] == sessions[3] != sessions[4]
+    many = c.seal_many([b"y" * 60] * 4)
+    assert len({fmt.inspect(b)["session"] for b in many}) == 4
+    assert c.open_many(many) == [b"y" * 60] * 4
+
+
+def test_default_limits() -> None:
+    assert fmt.SESSION_MAX_BATCHES == 2**31 and fmt.SESSION_MAX_BYTES == 2**40
+    with pytest.raises(ValueError):
+        codec(max_batches=2**32)
+
+
+def test_sessions_differ_between_codecs_over_the_same_key() -> None:
+    # Two processes (or restarts) over one data key: distinct salts, so distinct keys.
+    a, b = codec(), codec()
+    assert fmt.inspect(a.seal(b""))["session"] != fmt.inspect(b.seal(b""))["session"]
+
+
+def test_nonces_never_repeat_across_threads() -> None:
+    c = codec()
+    out: List[bytes] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        mine = [c.seal(b"x") for _ in range(200)] + c.seal_many([b"y"] * 200)
+        with lock:
+            out.extend(mine)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pairs = {(fmt.inspect(b)["session"], fmt.inspect(b)["nonce"]) for b in out}
+    assert len(pairs) == len(out) == 8 * 400
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_starts_its_own_session() -> None:
+    c = codec()
+    parent_blob = c.seal(b"parent")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: seal and report through the pipe, then leave at once
+        try:
+            os.write(write, c.seal(b"child"))
+        finally:
+            os._exit(0)
+    os.close(write)
+    child_blob = b""
+    while chunk := os.read(read, 4096):
+        child_blob += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert fmt.inspect(child_blob)["session"] != fmt.inspect(parent_blob)["session"]
+    assert c.open(child_blob) == b"child"
+    after = c.seal(b"parent again")  # the parent continues its own session
+    assert fmt.inspect(after)["session"] == fmt.inspect(parent_blob)["session"]
+
+
+def test_pid_check_catches_a_fork_without_the_hook() -> None:
+    c = codec()
+    first = c.seal(b"a")
+    assert c._session is not None
+    c._session.pid = -1  # as if this process were a child that skipped the at-fork hook
+    assert fmt.inspect(c.seal(b"b"))["session"] != fmt.inspect(first)["session"]
+
+
+def test_reading_a_session_derives_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    blobs = codec().seal_many([b"x"] * 20)
+    calls: List[int] = []
+    real = fmt._derive
+    monkeypatch.setattr(fmt, "_derive", lambda *a: calls.append(1) or real(*a))
+    reader = codec()
+    assert reader.open_many(blobs) == [b"x"] * 20
+    assert len(calls) == 1
+
+
+def test_forged_salts_do_not_fill_the_cache() -> None:
+    c = codec()
+    blob = c.seal(b"x")
+    for _ in range(50):
+        forged = blob[:23] + secrets.token_bytes(32) + blob[55:]
+        with pytest.raises(InvalidTag):
+            c.open(forged)
+    assert len(c._cache) == 1
+
+
+# ---- keys in memory ----------------------------------------------------------------------------------
+
+
+def test_wipe_zeroes_the_key_and_stops_use() -> None:
+    c = codec(key=b"K" * 32)
+    blob = c.seal(b"x")
+    c.wipe()
+    assert c._key == bytearray(32) and c._session is None and not c._cache
+    with pytest.raises(KeyInvalidError):
+        c.seal(b"y")
+    with pytest.raises(KeyInvalidError):
+        c.open(blob)
+
+
+def test_repr_and_pickle_hold_no_key() -> None:
+    key = bytes(range(32))
+    c = codec(key=key)
+    c.seal(b"x")
+    text = repr(c) + repr(c._session.aead if c._session else None)
+    assert key.hex() not in text and repr(key) not in text
+    import pickle
+
+    with pytest.raises(TypeError):
+        pickle.dumps(c)
