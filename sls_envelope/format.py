@@ -245,6 +245,7 @@ _Plan = List[Tuple[_Session, int, int, int]]  # (session, counter0, first, end)
 
 # Every live codec, so that a forked child can drop the sessions it inherited.
 _LIVE: "weakref.WeakSet[BatchCodec]" = weakref.WeakSet()
+_getpid = os.getpid
 
 
 def _after_fork_in_child() -> None:
@@ -357,7 +358,7 @@ class BatchCodec:
         session = self._session
         if (
             session is None
-            or session.pid != os.getpid()  # forked without the at-fork hook running
+            or session.pid != _getpid()  # forked without the at-fork hook running
             or session.next + count > self._max_batches
             or (session.used and session.used + size > self._max_bytes)
         ):
@@ -369,9 +370,17 @@ class BatchCodec:
     def seal(self, batch: Buffer) -> bytes:
         size = len(batch) if type(batch) is bytes else _nbytes(batch)
         with self._lock:
-            session = self._reserve(1, size)
+            # _reserve(1, size), inlined: this is the per-batch hot path.
+            session = self._session
+            if (
+                session is None
+                or session.pid != _getpid()
+                or session.next >= self._max_batches
+                or (session.used and session.used + size > self._max_bytes)
+            ):
+                session = self._start_session()
             counter = session.next
-            session.next += 1
+            session.next = counter + 1
             session.used += size
         return session.aead._seal_record(session.header, NONCE_OFFSET, session.prefix, counter, batch)
 
@@ -387,7 +396,7 @@ class BatchCodec:
             session = self._session
             if (
                 session is not None
-                and session.pid == os.getpid()
+                and session.pid == _getpid()
                 and session.next + count <= self._max_batches
                 and session.used + total <= self._max_bytes
             ):

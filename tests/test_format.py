@@ -3,7 +3,6 @@ context binding, key commitment, nonce uniqueness, sessions, fork safety, malfor
 
 from __future__ import annotations
 
-import hmac as std_hmac
 import json
 import os
 import secrets
