@@ -425,6 +425,15 @@ class KeyManager:
         """The conf the Logstore was created with (canonical)."""
         return EncryptConf.from_dict(json.loads(self._record(project, logstore).conf))
 
+    def describe_logstore(self, project: str, logstore: str) -> KeyRecord:
+        """The Logstore's key record (no plaintext key: the data key only as wrapped by
+        the KMS); ConfigError if there is no such Logstore."""
+        return self._record(project, logstore)
+
+    def list_logstores(self, project: Optional[str] = None) -> List[KeyRecord]:
+        """The key records of every Logstore (of one project, if given), sorted."""
+        return self._store.records(project)
+
     def delete_logstore(self, project: str, logstore: str) -> None:
         """Forget the Logstore and wipe its key; its batches can no longer be read."""
         with self._lock:

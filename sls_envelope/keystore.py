@@ -14,7 +14,7 @@ import dataclasses
 import os
 import sqlite3
 import threading
-from typing import Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 __all__ = ["KeyRecord", "KeyStore", "MemoryKeyStore", "SqliteKeyStore"]
 
@@ -65,6 +65,11 @@ class KeyStore(abc.ABC):
     def close(self) -> None:
         """Release resources.  Optional."""
 
+    def records(self, project: Optional[str] = None) -> List[KeyRecord]:
+        """Every record (of one project, if given), sorted by project and Logstore.
+        Optional: stores that cannot enumerate raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its records")
+
 
 class MemoryKeyStore(KeyStore):
     """Records in a dict: gone when the process ends."""
@@ -93,6 +98,11 @@ class MemoryKeyStore(KeyStore):
     def set_setting_default(self, name: str, value: str) -> str:
         with self._lock:
             return self._settings.setdefault(name, value)
+
+    def records(self, project: Optional[str] = None) -> List[KeyRecord]:
+        with self._lock:
+            found = [r for r in self._records.values() if project is None or r.project == project]
+        return sorted(found, key=lambda r: (r.project, r.logstore))
 
 
 _SCHEMA = """
@@ -135,8 +145,18 @@ class SqliteKeyStore(KeyStore):
             row = self._db.execute(
                 f"SELECT {_COLUMNS} FROM logstore_keys WHERE project = ? AND logstore = ?", (project, logstore)
             ).fetchone()
-        if row is None:
-            return None
+        return None if row is None else self._from_row(row)
+
+    def records(self, project: Optional[str] = None) -> List[KeyRecord]:
+        where, args = ("", ()) if project is None else (" WHERE project = ?", (project,))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM logstore_keys{where} ORDER BY project, logstore", args
+            ).fetchall()
+        return [self._from_row(row) for row in rows]
+
+    @staticmethod
+    def _from_row(row: Tuple[Any, ...]) -> KeyRecord:
         return KeyRecord(
             project=row[0], logstore=row[1], conf=row[2],
             key_ref=None if row[3] is None else bytes(row[3]),
