@@ -116,7 +116,7 @@ stage_memcheck() {
                 /usr/bin/python3 -m venv "$venv"
             }
         fi
-        "$venv/bin/python" -m pip install -q cffi cryptography pytest hypothesis
+        "$venv/bin/python" -m pip install -q cffi cryptography pytest hypothesis gmssl
         mpy=$venv/bin/python
         supp=(--suppressions=/usr/lib/valgrind/python3.supp)
     fi
