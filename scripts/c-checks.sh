@@ -122,7 +122,7 @@ stage_memcheck() {
     fi
     [ -n "$(ls sls_envelope/_native*.so 2>/dev/null)" ] ||
         "$py" setup.py build_ext --inplace -q
-    local tests=${MEMCHECK_TESTS:-tests/test_aead_api.py}
+    local tests=${MEMCHECK_TESTS:-tests/test_aead_api.py tests/test_format.py tests/test_stream.py}
     # PYTHONMALLOC=malloc: memcheck sees every object allocation (pymalloc's arenas
     # hide them and confuse it).  Leaks are not checked (the interpreter keeps much
     # alive at exit); invalid reads/writes and uses of undefined values are errors.
