@@ -3,7 +3,6 @@ encrypt_into, batches of 1,000 and two threads."""
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any, Callable
 

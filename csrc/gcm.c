@@ -472,6 +472,28 @@ int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
     return SLS_ENV_OK;
 }
 
+char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header,
+                                  size_t header_len, size_t nonce_offset,
+                                  const uint8_t *nonce_prefix, uint64_t counter,
+                                  const uint8_t *in, size_t in_len, uint64_t fork_generation)
+{
+    size_t pad = (64 - header_len % 64) % 64;
+    uint8_t *buf = NULL;
+    int rc = SLS_ENV_ERR_TOO_LONG;
+    if (fork_generation != sls_env_fork_generation()) {
+        rc = SLS_ENV_ERR_FORKED;
+    } else if (header_len <= SIZE_MAX / 2 && in_len <= SIZE_MAX - 64 - header_len - SLS_ENV_TAG_LEN - pad) {
+        buf = sls_env_scratch(pad + header_len + in_len + SLS_ENV_TAG_LEN);
+        rc = buf == NULL ? SLS_ENV_ERR_NOMEM
+                         : sls_env_seal_records(ctx, header, header_len, nonce_offset, nonce_prefix,
+                                                counter, 1, in, NULL, in_len, buf + pad);
+    }
+    if (rc == SLS_ENV_OK)
+        return (char *)buf + pad;
+    last_error = rc;
+    return NULL;
+}
+
 char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t record_len,
                           size_t header_len, size_t nonce_offset)
 {

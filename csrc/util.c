@@ -28,6 +28,33 @@ int sls_env_ct_equal(const uint8_t *a, const uint8_t *b, size_t len)
     return (int)(((d - 1) >> 8) & 1);
 }
 
+/* ---- fork detection ------------------------------------------------------------- */
+
+static uint64_t fork_generation;
+static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
+
+static void bump_fork_generation(void)
+{
+    __atomic_add_fetch(&fork_generation, 1, __ATOMIC_RELAXED);
+}
+
+static void install_fork_hook(void)
+{
+    pthread_atfork(NULL, NULL, bump_fork_generation);
+}
+
+/* The hook is installed on first use, before any session can have read a value. */
+__attribute__((constructor)) static void install_fork_hook_at_load(void)
+{
+    pthread_once(&fork_hook_once, install_fork_hook);
+}
+
+uint64_t sls_env_fork_generation(void)
+{
+    pthread_once(&fork_hook_once, install_fork_hook);
+    return __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+}
+
 /* ---- per-thread scratch ---------------------------------------------------- */
 
 struct scratch {
@@ -67,8 +94,8 @@ uint8_t *sls_env_scratch(size_t len)
     if (len > SIZE_MAX - 65536)
         return NULL;
     size_t cap = len < 65536 ? 65536 : (len + 65535) & ~(size_t)65535;
-    uint8_t *fresh = malloc(cap);
-    if (fresh == NULL)
+    void *fresh = NULL;
+    if (posix_memalign(&fresh, 64, cap) != 0)
         return NULL;
     scratch_release(s);
     s->buf = fresh;

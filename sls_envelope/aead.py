@@ -84,6 +84,8 @@ _encrypt_scratch = lib.sls_env_aead_encrypt_scratch
 _decrypt_scratch = lib.sls_env_aead_decrypt_scratch
 _last_error = lib.sls_env_last_error
 _encrypt = lib.sls_env_aead_encrypt
+_seal_record_scratch = lib.sls_env_seal_record_scratch
+fork_generation = lib.sls_env_fork_generation
 _decrypt = lib.sls_env_aead_decrypt
 _unpack = ffi.unpack
 _from_buffer = ffi.from_buffer
@@ -95,6 +97,11 @@ _ERRORS = {
     lib.SLS_ENV_ERR_TOO_LONG: "message or associated data longer than GCM allows",
     lib.SLS_ENV_ERR_ARG: "invalid argument",
 }
+
+
+class ProcessForked(Exception):
+    """Internal: a record was refused because the process forked since its session
+    began (see fork_generation()); the caller starts a new session and retries."""
 
 
 def _raise_for(rc: int) -> None:
@@ -206,6 +213,13 @@ class _Packed:
         else:
             self.lens = ffi.new("size_t[]", sizes) if sizes else ffi.NULL
             self.each = 0
+
+
+def _shifted(packed: _Packed, delta: int) -> List[int]:
+    """Result sizes of a batch: every input size plus delta (no Python loop when equal)."""
+    if packed.lens == ffi.NULL:
+        return [packed.each + delta] * len(packed.sizes)
+    return [size + delta for size in packed.sizes]
 
 
 class _GcmAead:
@@ -335,7 +349,7 @@ class _GcmAead:
         """Encrypt messages[i] under nonces[i]; ``associated_data`` is None, one
         bytes-like for all, or one per message.  Equal to a loop of :meth:`encrypt`."""
         nonce_blob, packed, aad = self._batch_args(nonces, messages, associated_data)
-        sizes = [size + TAG_SIZE for size in packed.sizes]
+        sizes = _shifted(packed, TAG_SIZE)
         buf = self._scratch(sum(sizes))
         rc = lib.sls_env_aead_encrypt_many(
             self._ctx, len(sizes), nonce_blob, aad.blob, aad.lens, aad.each, aad.shared,
@@ -354,10 +368,10 @@ class _GcmAead:
         """Verify and decrypt every ciphertext; if any fails, raises InvalidTag whose
         ``index`` names the first failure and returns nothing."""
         nonce_blob, packed, aad = self._batch_args(nonces, ciphertexts, associated_data)
-        short = next((i for i, size in enumerate(packed.sizes) if size < TAG_SIZE), None)
-        if short is not None:
+        if packed.sizes and min(packed.sizes) < TAG_SIZE:
+            short = next(i for i, size in enumerate(packed.sizes) if size < TAG_SIZE)
             raise InvalidTag(f"message {short} is shorter than a tag", index=short)
-        sizes = [size - TAG_SIZE for size in packed.sizes]
+        sizes = _shifted(packed, -TAG_SIZE)
         buf = self._scratch(sum(sizes))
         failed = ffi.new("size_t *")
         rc = lib.sls_env_aead_decrypt_many(
@@ -379,7 +393,7 @@ class _GcmAead:
         """Seal messages as records sharing a header template; record i gets the nonce
         nonce_prefix || be64(counter0 + i) inside its header.  One C call."""
         packed = _Packed(messages, "messages")
-        sizes = [len(header) + size + TAG_SIZE for size in packed.sizes]
+        sizes = _shifted(packed, len(header) + TAG_SIZE)
         buf = self._scratch(sum(sizes))
         rc = lib.sls_env_seal_records(
             self._ctx, header, len(header), nonce_offset, nonce_prefix, counter0,
@@ -390,19 +404,21 @@ class _GcmAead:
         return _split(buf, sizes)
 
     def _seal_record(
-        self, header: bytes, nonce_offset: int, nonce_prefix: bytes, counter: int, message: Buffer
+        self, header: bytes, nonce_offset: int, nonce_prefix: bytes, counter: int, message: Buffer,
+        fork_generation: int,
     ) -> bytes:
-        """One record, without the packing work of _seal_records."""
+        """One record, without the packing work of _seal_records.  Raises ProcessForked,
+        sealing nothing, if the process forked after fork_generation was read."""
         data, size = (message, len(message)) if type(message) is bytes else _view(message, "batch")
-        total = len(header) + size + TAG_SIZE
-        buf = self._scratch(total)
-        rc = lib.sls_env_seal_records(
-            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter, 1, data,
-            ffi.NULL, size, buf,
+        out = _seal_record_scratch(
+            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter, data, size, fork_generation
         )
-        if rc != lib.SLS_ENV_OK:
+        if not out:
+            rc = _last_error()
+            if rc == lib.SLS_ENV_ERR_FORKED:
+                raise ProcessForked()
             _raise_for(rc)
-        return ffi.unpack(ffi.cast("char *", buf), total)  # type: ignore[no-any-return]
+        return _unpack(out, len(header) + size + TAG_SIZE)  # type: ignore[no-any-return]
 
     def _open_record(self, record: Buffer, header_len: int, nonce_offset: int) -> bytes:
         """Verify and decrypt one record; raises InvalidTag on any mismatch."""
@@ -433,8 +449,9 @@ class _GcmAead:
         if packed_nonces.sizes and (packed_nonces.lens != ffi.NULL or packed_nonces.each != NONCE_SIZE):
             raise ValueError(f"every nonce must be {NONCE_SIZE} bytes")
         packed = _Packed(messages, "messages")
-        too_long = next((i for i, size in enumerate(packed.sizes) if size > MAX_MESSAGE + TAG_SIZE), None)
-        if too_long is not None:
+        # Checked with C-level max(); the Python loop runs only to name the culprit.
+        if packed.sizes and max(packed.sizes) > MAX_MESSAGE + TAG_SIZE:
+            too_long = next(i for i, size in enumerate(packed.sizes) if size > MAX_MESSAGE + TAG_SIZE)
             raise ValueError(f"message {too_long} is longer than GCM allows")
         return packed_nonces.blob, packed, _BatchAad(associated_data, len(messages))
 

@@ -42,7 +42,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .aead import AESGCM, SM4GCM, Buffer, _GcmAead
+from .aead import AESGCM, SM4GCM, Buffer, ProcessForked, _GcmAead, fork_generation
 from .exceptions import FormatError, InvalidTag, KeyInvalidError
 
 __all__ = [
@@ -229,10 +229,11 @@ def inspect(blob: Any) -> Dict[str, Any]:
 class _Session:
     """One session key on the sealing side, with its header template and counter."""
 
-    __slots__ = ("pid", "salt", "prefix", "aead", "header", "next", "used")
+    __slots__ = ("fork_gen", "salt", "prefix", "aead", "header", "next", "used")
 
-    def __init__(self, pid: int, salt: bytes, prefix: bytes, aead: _GcmAead, header: bytes, counter: int) -> None:
-        self.pid = pid
+    def __init__(self, fork_gen: int, salt: bytes, prefix: bytes, aead: _GcmAead, header: bytes,
+                 counter: int) -> None:
+        self.fork_gen = fork_gen  # aead.fork_generation() when the session began
         self.salt = salt
         self.prefix = prefix
         self.aead = aead
@@ -245,7 +246,6 @@ _Plan = List[Tuple[_Session, int, int, int]]  # (session, counter0, first, end)
 
 # Every live codec, so that a forked child can drop the sessions it inherited.
 _LIVE: "weakref.WeakSet[BatchCodec]" = weakref.WeakSet()
-_getpid = os.getpid
 
 
 def _after_fork_in_child() -> None:
@@ -337,7 +337,7 @@ class BatchCodec:
         header = _HEADER.pack(
             MAGIC, VERSION, self._suite.id, 0, self._key_ref, salt, prefix + bytes(8), commitment
         )
-        session = _Session(os.getpid(), salt, prefix, aead, header, counter)
+        session = _Session(fork_generation(), salt, prefix, aead, header, counter)
         self._remember(salt, aead, commitment)
         self._session = session
         return session
@@ -358,7 +358,7 @@ class BatchCodec:
         session = self._session
         if (
             session is None
-            or session.pid != _getpid()  # forked without the at-fork hook running
+            or session.fork_gen != fork_generation()  # forked without the at-fork hook running
             or session.next + count > self._max_batches
             or (session.used and session.used + size > self._max_bytes)
         ):
@@ -369,20 +369,29 @@ class BatchCodec:
 
     def seal(self, batch: Buffer) -> bytes:
         size = len(batch) if type(batch) is bytes else _nbytes(batch)
-        with self._lock:
-            # _reserve(1, size), inlined: this is the per-batch hot path.
-            session = self._session
-            if (
-                session is None
-                or session.pid != _getpid()
-                or session.next >= self._max_batches
-                or (session.used and session.used + size > self._max_bytes)
-            ):
-                session = self._start_session()
-            counter = session.next
-            session.next = counter + 1
-            session.used += size
-        return session.aead._seal_record(session.header, NONCE_OFFSET, session.prefix, counter, batch)
+        while True:
+            with self._lock:
+                # _reserve(1, size), inlined: this is the per-batch hot path.  Forks are
+                # checked in C against the session's fork generation (no getpid here).
+                session = self._session
+                if (
+                    session is None
+                    or session.next >= self._max_batches
+                    or (session.used and session.used + size > self._max_bytes)
+                ):
+                    session = self._start_session()
+                counter = session.next
+                session.next = counter + 1
+                session.used += size
+            try:
+                return session.aead._seal_record(
+                    session.header, NONCE_OFFSET, session.prefix, counter, batch, session.fork_gen
+                )
+            except ProcessForked:
+                # A fork that bypassed os.register_at_fork: drop the parent's session.
+                with self._lock:
+                    if self._session is session:
+                        self._session = None
 
     def seal_many(self, batches: Sequence[Buffer]) -> List[bytes]:
         count = len(batches)
@@ -396,7 +405,7 @@ class BatchCodec:
             session = self._session
             if (
                 session is not None
-                and session.pid == _getpid()
+                and session.fork_gen == fork_generation()
                 and session.next + count <= self._max_batches
                 and session.used + total <= self._max_bytes
             ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
+from typing import Optional
 
 import pytest
 
@@ -27,10 +28,11 @@ def missing_backend(reason: str) -> None:
     pytest.skip(reason, allow_module_level=True)
 
 
-def require_module(name: str) -> ModuleType:
+def require_module(name: str, *, extra: Optional[str] = None) -> ModuleType:
     """The module name, imported; else skip or fail as missing_backend does."""
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        missing_backend(f"{name} is not installed ({exc})")
+        hint = f"; install the '{extra}' extra" if extra else ""
+        missing_backend(f"{name} is not installed ({exc}){hint}")
         raise  # unreachable: missing_backend always raises

@@ -379,12 +379,27 @@ def test_forked_child_starts_its_own_session() -> None:
     assert fmt.inspect(after)["session"] == fmt.inspect(parent_blob)["session"]
 
 
-def test_pid_check_catches_a_fork_without_the_hook() -> None:
+def test_fork_check_catches_a_fork_without_the_python_hook() -> None:
+    """libc's fork() called directly runs no os.register_at_fork hook; the C fork
+    generation (a pthread_atfork handler) still makes the child start a new session."""
+    import ctypes
+
     c = codec()
-    first = c.seal(b"a")
-    assert c._session is not None
-    c._session.pid = -1  # as if this process were a child that skipped the at-fork hook
-    assert fmt.inspect(c.seal(b"b"))["session"] != fmt.inspect(first)["session"]
+    first = fmt.inspect(c.seal(b"a"))
+    read_end, write_end = os.pipe()
+    pid = ctypes.CDLL(None, use_errno=True).fork()
+    if pid == 0:  # the child: report the session of its first batch, then leave at once
+        try:
+            os.write(write_end, fmt.inspect(c.seal(b"b"))["session"].encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    child_session = os.read(read_end, 200).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert child_session and child_session != first["session"]
+    # The parent goes on with its own session.
+    assert fmt.inspect(c.seal(b"c"))["session"] == first["session"]
 
 
 def test_reading_a_session_derives_once(monkeypatch: pytest.MonkeyPatch) -> None:

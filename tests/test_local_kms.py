@@ -237,7 +237,8 @@ def test_persistence(tmp_path: Any) -> None:
 
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(path / "localkms.json").st_mode) == 0o600
-    assert sorted(os.listdir(path)) == ["localkms.json"]  # no temp files left behind
+    assert stat.S_IMODE(os.stat(path / "localkms.lock").st_mode) == 0o600
+    assert sorted(os.listdir(path)) == ["localkms.json", "localkms.lock"]  # no temp files left behind
 
     again = LocalKms(path)
     assert again.account_id == "1234567890123456"
@@ -260,7 +261,9 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Any, monkeypatch: 
         kms.create_key()
     monkeypatch.undo()
     assert [k["KeyId"] for k in LocalKms(tmp_path).list_keys()] == [key]
-    assert sorted(os.listdir(tmp_path)) == ["localkms.json"]
+    # The failed change is rolled back in memory too, not only on disk.
+    assert [k["KeyId"] for k in kms.list_keys()] == [key]
+    assert sorted(os.listdir(tmp_path)) == ["localkms.json", "localkms.lock"]
 
 
 def test_memory_kms_writes_nothing(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -310,3 +313,35 @@ def test_repr_holds_no_material(tmp_path: Any) -> None:
     kms.create_key()
     material = next(iter(kms._store.keys.values()))["_material"]
     assert material not in repr(kms)
+
+
+def test_processes_sharing_a_directory_see_each_others_changes(tmp_path: Any) -> None:
+    """Two LocalKms over one directory (as `kms serve` and admin commands are): each
+    operation reloads what the other wrote, and concurrent writers lose no update."""
+    import multiprocessing
+
+    first = LocalKms(tmp_path)
+    second = LocalKms(tmp_path)
+    key_id = first.create_key("made by the first")
+    assert second.describe_key(key_id)["Description"] == "made by the first"
+    second.disable_key(key_id)
+    assert first.describe_key(key_id)["KeyState"] == "Disabled"
+    arn = second.create_role("shared", trust_policy=log_service_trust_policy(),
+                             policies=[CRYPTO_USER_POLICY])
+    first.enable_key(key_id)
+    assert first.assume_role(arn).generate_data_key(key_id, context={"a": "b"}).key_id == key_id
+
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_make_keys, args=(str(tmp_path), 20)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    assert len(first.list_keys()) == 1 + 3 * 20
+
+
+def _make_keys(path: str, count: int) -> None:
+    kms = LocalKms(path)
+    for _ in range(count):
+        kms.create_key()

@@ -44,6 +44,7 @@ extern "C" {
 #define SLS_ENV_ERR_SHORT -6      /* ciphertext shorter than the tag */
 #define SLS_ENV_ERR_AUTH -7       /* tag mismatch: output wiped */
 #define SLS_ENV_ERR_ARG -8        /* NULL pointer or otherwise invalid argument */
+#define SLS_ENV_ERR_FORKED -9     /* the process forked since the caller's session began */
 
 typedef struct sls_env_aead sls_env_aead;
 
@@ -92,8 +93,8 @@ char *sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce
 /* The code of the calling thread's last failed *_scratch call. */
 int sls_env_last_error(void);
 
-/* The calling thread's scratch buffer, grown to at least len bytes (NULL if
- * allocation fails).  The *_scratch functions above write into the same buffer. */
+/* The calling thread's scratch buffer, 64-byte aligned, grown to at least len bytes
+ * (NULL if allocation fails).  The *_scratch functions above write into the same buffer. */
 uint8_t *sls_env_scratch(size_t len);
 
 /*
@@ -132,6 +133,21 @@ int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
                          uint8_t *out);
 char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t record_len,
                           size_t header_len, size_t nonce_offset);
+/* One record sealed into the calling thread's scratch buffer, placed so that its
+ * ciphertext starts on a 64-byte boundary (wide stores then never split a cache
+ * line); returns the record's first byte, or NULL with sls_env_last_error().
+ * fork_generation is sls_env_fork_generation() as it was when the caller's nonce
+ * session began: if the process has forked since, nothing is sealed and the error
+ * is SLS_ENV_ERR_FORKED, so a child never continues its parent's nonce sequence. */
+char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header,
+                                  size_t header_len, size_t nonce_offset,
+                                  const uint8_t *nonce_prefix, uint64_t counter,
+                                  const uint8_t *in, size_t in_len, uint64_t fork_generation);
+
+/* How many times this process's line of ancestors has forked since the library was
+ * loaded: a counter bumped in the child by a pthread_atfork handler, so it sees every
+ * fork() through libc, including those that bypass Python's os.register_at_fork. */
+uint64_t sls_env_fork_generation(void);
 
 /* Constant-time comparison of two buffers: 1 if equal, 0 if not. */
 int sls_env_ct_equal(const uint8_t *a, const uint8_t *b, size_t len);

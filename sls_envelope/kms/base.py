@@ -17,7 +17,7 @@ import random
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 
-from ..exceptions import KeyInvalidError, KmsUnavailableError
+from ..exceptions import KmsUnavailableError
 
 __all__ = [
     "DataKey",

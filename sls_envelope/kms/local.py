@@ -23,8 +23,10 @@ The :class:`LocalKms` object itself is the account owner: it may do everything.
 
 Persistence: one JSON file ``localkms.json`` under ``path`` (directory mode 0700, file
 mode 0600), rewritten atomically (temp file, fsync, ``os.replace``, directory fsync)
-after every change.  One process should own a directory at a time: a second process
-sees changes only when it opens the directory again.
+after every change.  Several processes may share a directory (``sls-envelope kms
+serve`` in one, admin commands in another): every operation holds an exclusive
+``flock`` on ``localkms.lock`` and first reloads the file if another process replaced
+it, so each sees the others' changes and none loses an update.
 
 Error codes (on :class:`~sls_envelope.exceptions.KeyInvalidError`): ``Rejected.Disabled``,
 ``Rejected.PendingDeletion``, ``Forbidden.KeyNotFound``, ``Forbidden.NoPermission``,
@@ -35,6 +37,7 @@ Error codes (on :class:`~sls_envelope.exceptions.KeyInvalidError`): ``Rejected.D
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import datetime
 import json
@@ -47,7 +50,7 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from ..aead import AESGCM
 from ..exceptions import InvalidTag, KeyInvalidError
@@ -85,6 +88,7 @@ _GRANTS = {
 }
 
 _FILE_NAME = "localkms.json"
+_LOCK_NAME = "localkms.lock"
 _FILE_FORMAT = "sls-envelope-localkms/1"
 _BLOB_VERSION = 1
 _WRAP_LABEL = b"sls-envelope localkms wrap v1"
@@ -165,19 +169,84 @@ class _Store:
 
     def __init__(self, path: Optional[str], account_id: Optional[str], region_id: str,
                  clock: Callable[[], float]) -> None:
-        self.lock = threading.RLock()
+        self._thread_lock = threading.RLock()
+        self._depth = 0  # nesting of `lock` in the thread that holds it
+        self._lock_fd: Optional[int] = None
+        self._seen: Optional[Tuple[int, int, int]] = None  # (inode, mtime_ns, size) of the file we last read or wrote
         self.clock = clock
         self.region_id = region_id
         self.keys: Dict[str, Dict[str, Any]] = {}
         self.roles: Dict[str, Dict[str, Any]] = {}
         self.dir = os.path.abspath(os.fspath(path)) if path is not None else None
         self.faults: List[str] = []
-        stored_account = self._load()
-        if stored_account is not None and account_id is not None and account_id != stored_account:
-            raise ValueError(f"{self.dir} belongs to account {stored_account}, not {account_id}")
-        self.account_id = account_id or stored_account or DEFAULT_ACCOUNT_ID
-        if self.dir is not None and stored_account is None:
-            self.save()
+        if self.dir is not None:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            os.chmod(self.dir, 0o700)
+        with self.lock:
+            stored_account = self._load()
+            if stored_account is not None and account_id is not None and account_id != stored_account:
+                raise ValueError(f"{self.dir} belongs to account {stored_account}, not {account_id}")
+            self.account_id = account_id or stored_account or DEFAULT_ACCOUNT_ID
+            if self.dir is not None and stored_account is None:
+                self.save()
+
+    @property
+    @contextlib.contextmanager
+    def lock(self) -> Any:
+        """Threads: a re-entrant lock.  Processes sharing the directory: an exclusive
+        flock, taken by the outermost holder, which also reloads what another process
+        wrote since this one last looked."""
+        with self._thread_lock:
+            self._depth += 1
+            try:
+                if self._depth == 1 and self.dir is not None:
+                    self._lock_file()
+                    try:
+                        self._reload_if_changed()
+                    except BaseException:
+                        self._unlock_file()
+                        raise
+                try:
+                    yield
+                except BaseException:
+                    # Whatever the failed operation changed in memory but did not save
+                    # (a full disk, say) is dropped: memory follows the file.
+                    if self._depth == 1 and self.dir is not None:
+                        self._load()
+                    raise
+                finally:
+                    if self._depth == 1 and self.dir is not None:
+                        self._unlock_file()
+            finally:
+                self._depth -= 1
+
+    def _lock_file(self) -> None:
+        import fcntl
+
+        assert self.dir is not None
+        fd = os.open(os.path.join(self.dir, _LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+
+    def _unlock_file(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # closing releases the flock
+
+    def _signature(self) -> Optional[Tuple[int, int, int]]:
+        try:
+            info = os.stat(self._file())
+        except FileNotFoundError:
+            return None
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+    def _reload_if_changed(self) -> None:
+        if self._seen is not None and self._signature() != self._seen:
+            self._load()
 
     # ---- persistence -----------------------------------------------------------------
 
@@ -188,14 +257,14 @@ class _Store:
     def _load(self) -> Optional[str]:
         if self.dir is None:
             return None
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        os.chmod(self.dir, 0o700)
         try:
             with open(self._file(), "r", encoding="utf-8") as handle:
                 os.fchmod(handle.fileno(), 0o600)
+                info = os.fstat(handle.fileno())
                 state = json.load(handle)
         except FileNotFoundError:
             return None
+        self._seen = (info.st_ino, info.st_mtime_ns, info.st_size)
         if not isinstance(state, dict) or state.get("format") != _FILE_FORMAT:
             raise ValueError(f"{self._file()} is not a LocalKms state file")
         self.keys = state["keys"]
@@ -216,6 +285,7 @@ class _Store:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self._file())
+            self._seen = self._signature()
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -302,6 +372,11 @@ class LocalKms(KmsClient):
 
     def decrypt(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> bytes:
         return self._call(lambda: _unwrap(self._store, ciphertext_blob, context), "Decrypt")
+
+    def encrypt(self, key_id: str, plaintext: bytes, *, context: EncryptionContext) -> bytes:
+        """KMS Encrypt: caller data (up to 6 KiB) sealed under the CMK, in the blob format
+        that decrypt opens."""
+        return self._call(lambda: _encrypt(self._store, key_id, plaintext, context), "Encrypt")
 
     def describe_key(self, key_id: str) -> Dict[str, Any]:
         return self._call(lambda: _describe(self._store, key_id), "DescribeKey")
@@ -503,6 +578,10 @@ class _RoleClient(KmsClient):
         return self._as_role(_CRYPTO, lambda: _generate(store, key_id, context, number_of_bytes),
                              "GenerateDataKey")
 
+    def encrypt(self, key_id: str, plaintext: bytes, *, context: EncryptionContext) -> bytes:
+        store = self._kms._store
+        return self._as_role(_CRYPTO, lambda: _encrypt(store, key_id, plaintext, context), "Encrypt")
+
     def decrypt(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> bytes:
         store = self._kms._store
         return self._as_role(_CRYPTO, lambda: _unwrap(store, ciphertext_blob, context),
@@ -547,20 +626,31 @@ def _aad(key_id: bytes, context: EncryptionContext) -> bytes:
     return _WRAP_LABEL + bytes([len(key_id)]) + key_id + _canonical_context(context)
 
 
-def _generate(store: _Store, key_id: str, context: EncryptionContext, number_of_bytes: int) -> DataKey:
-    if type(number_of_bytes) is not int or not 1 <= number_of_bytes <= 1024:
-        raise ValueError("number_of_bytes must be an integer from 1 to 1024")
+def _wrap(store: _Store, key_id: str, plaintext: bytes, context: EncryptionContext) -> bytes:
+    """plaintext sealed under the CMK: version || id length || id || nonce || AES-GCM."""
     with store.lock:
         record = store.usable_key(key_id)
         wrapper = AESGCM(_material(record))
     raw_id = key_id.encode("utf-8")
     if len(raw_id) > 255:
         raise ValueError("key id too long")
-    plaintext = secrets.token_bytes(number_of_bytes)
     nonce = secrets.token_bytes(_NONCE_LEN)
     sealed = wrapper.encrypt(nonce, plaintext, _aad(raw_id, context))
-    blob = bytes([_BLOB_VERSION, len(raw_id)]) + raw_id + nonce + sealed
-    return DataKey(key_id=key_id, plaintext=plaintext, ciphertext_blob=blob)
+    return bytes([_BLOB_VERSION, len(raw_id)]) + raw_id + nonce + sealed
+
+
+def _generate(store: _Store, key_id: str, context: EncryptionContext, number_of_bytes: int) -> DataKey:
+    if type(number_of_bytes) is not int or not 1 <= number_of_bytes <= 1024:
+        raise ValueError("number_of_bytes must be an integer from 1 to 1024")
+    plaintext = secrets.token_bytes(number_of_bytes)
+    return DataKey(key_id=key_id, plaintext=plaintext, ciphertext_blob=_wrap(store, key_id, plaintext, context))
+
+
+def _encrypt(store: _Store, key_id: str, plaintext: bytes, context: EncryptionContext) -> bytes:
+    # KMS Encrypt takes up to 6 KiB of caller data.
+    if not isinstance(plaintext, (bytes, bytearray)) or not 1 <= len(plaintext) <= 6144:
+        raise ValueError("plaintext must be 1 to 6144 bytes")
+    return _wrap(store, key_id, bytes(plaintext), context)
 
 
 def _unwrap(store: _Store, blob: bytes, context: EncryptionContext) -> bytes:

@@ -1,0 +1,607 @@
+"""``LocalKms`` served over HTTP as Alibaba Cloud KMS 2016-01-20 and STS 2015-04-01.
+
+The unmodified official SDKs (and :class:`~sls_envelope.kms.aliyun.AliyunKms`) talk to it
+when pointed at its ``host:port`` with ``protocol="http"``.  It speaks the subset that
+sls-envelope uses:
+
+* KMS: CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey, ScheduleKeyDeletion,
+  CancelKeyDeletion, GenerateDataKey, Encrypt, Decrypt;
+* STS: AssumeRole.
+
+Every request must be signed, either ACS3-HMAC-SHA256 (current SDKs) or HMAC-SHA1 RPC
+(older ones), by the account's AccessKey given at start-up (it acts as the account's root)
+or by temporary credentials that AssumeRole handed out; those act as the role, so the role's
+policies are enforced by ``LocalKms.assume_role(arn)``.  Answers are JSON shaped as the SDKs
+parse them; errors are ``{RequestId, HostId, Code, Message, Recommend}`` with the HTTP status
+Alibaba Cloud documents for the code (table ``ERROR_STATUS``; see docs/KMS.md).
+
+Nothing secret is logged: a request is logged as its action, caller (masked) and status.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import http.server
+import json
+import logging
+import secrets
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
+from urllib.parse import parse_qsl, urlsplit
+
+from ..exceptions import KeyInvalidError, KmsUnavailableError
+from .acs_signature import RequestVerifier, SignatureError, SignedRequest, VerifiedCaller, format_timestamp
+from .base import DataKey, EncryptionContext, KmsClient
+
+__all__ = [
+    "KMS_VERSION",
+    "STS_VERSION",
+    "ERROR_STATUS",
+    "Fault",
+    "KmsApi",
+    "KmsHttpServer",
+    "LocalKmsLike",
+    "make_server",
+    "serve",
+    "create_log_service_role",
+]
+
+log = logging.getLogger("sls_envelope.kms.server")
+
+KMS_VERSION = "2016-01-20"
+STS_VERSION = "2015-04-01"
+_MAX_BODY = 1 << 20
+
+#: HTTP status for each error code, from Alibaba Cloud's KMS "Common errors" table
+#: (https://www.alibabacloud.com/help/en/kms/key-management-service/support/sample-responses)
+#: and its API gateway / STS codes; an unlisted code answers 400.
+ERROR_STATUS: Dict[str, int] = {
+    "InternalFailure": 500,
+    "ServiceUnavailableTemporary": 503,
+    "ServiceUnavailable": 503,
+    "Throttling": 503,
+    "InvalidAccessKeyId.NotFound": 404,
+    "Forbidden.KeyNotFound": 404,
+    "Forbidden.AliasNotFound": 404,
+    "EntityNotExist.Role": 404,
+    "InvalidAction.NotFound": 404,
+    "Forbidden.NoPermission": 403,
+    "Forbidden.AccessKey": 403,
+    "NoPermission": 403,
+    "Rejected.Disabled": 409,
+    "Rejected.PendingDeletion": 409,
+    "Rejected.StateModifiedFailed": 409,
+    "InvalidParameter": 400,
+    "MissingParameter": 400,
+    "InvalidCiphertext": 400,
+    "IncompleteSignature": 400,
+    "SignatureDoesNotMatch": 400,
+    "SignatureNonceUsed": 400,
+    "InvalidTimeStamp.Expired": 400,
+    "InvalidSecurityToken.Expired": 400,
+    "InvalidSecurityToken.MismatchWithAccessKey": 400,
+}
+
+_ERROR_MESSAGES = {
+    "Forbidden.KeyNotFound": "The specified Key is not found.",
+    "Forbidden.NoPermission": "This operation is forbidden by permission system.",
+    "Rejected.Disabled": "The request was rejected because the key state is Disabled.",
+    "Rejected.PendingDeletion": "The request was rejected because the key state is PendingDeletion.",
+    "InvalidAccessKeyId.NotFound": "Specified access key is not found.",
+}
+
+
+class LocalKmsLike(Protocol):
+    """What the server needs of the KMS it serves (``sls_envelope.kms.local.LocalKms``)."""
+
+    @property
+    def account_id(self) -> str: ...
+
+    def create_key(self, description: str = "") -> str: ...
+    def describe_key(self, key_id: str) -> Dict[str, Any]: ...
+    def list_keys(self) -> List[Dict[str, str]]: ...
+    def enable_key(self, key_id: str) -> None: ...
+    def disable_key(self, key_id: str) -> None: ...
+    def schedule_key_deletion(self, key_id: str, pending_window_days: int = 7) -> None: ...
+    def cancel_key_deletion(self, key_id: str) -> None: ...
+    def generate_data_key(self, key_id: str, *, context: EncryptionContext, number_of_bytes: int = 32) -> DataKey: ...
+    def decrypt(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> bytes: ...
+    def assume_role(self, arn: str) -> KmsClient: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """An injected failure (tests): answer ``status``/``code`` (with ``retry_after`` seconds in
+    x-acs-retry-after if set) or, with ``delay``, stall that long first then answer normally
+    (a client with a shorter read timeout sees a timeout)."""
+
+    status: int = 503
+    code: str = "ServiceUnavailableTemporary"
+    delay: float = 0.0
+    retry_after: Optional[int] = None
+
+
+#: Called with the action name for every signed request; returns a Fault to inject or None.
+FaultInjector = Callable[[str], Optional[Fault]]
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str = "", status: Optional[int] = None) -> None:
+        super().__init__(message or _ERROR_MESSAGES.get(code, code))
+        self.code = code
+        self.message = message or _ERROR_MESSAGES.get(code, code)
+        self.status = status or ERROR_STATUS.get(code, 400)
+
+
+@dataclasses.dataclass
+class _StsSession:
+    secret: str = dataclasses.field(repr=False)
+    token: str = dataclasses.field(repr=False)
+    arn: str
+    expires_at: float
+    client: KmsClient
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Dict[str, str]
+    body: bytes
+
+
+def _mask(access_key_id: str) -> str:
+    return access_key_id[:6] + "****" if len(access_key_id) > 6 else "****"
+
+
+class KmsApi:
+    """The HTTP-independent request handler: ``handle(method, target, headers, body)``."""
+
+    def __init__(
+        self,
+        kms: LocalKmsLike,
+        access_key_id: str,
+        access_key_secret: str,
+        *,
+        region_id: str = "cn-hangzhou",
+        fault_injector: Optional[FaultInjector] = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not access_key_id or not access_key_secret:
+            raise ValueError("the server needs an access key id and secret")
+        self.kms = kms
+        self.region_id = region_id
+        self._root_id = access_key_id
+        self._root_secret = access_key_secret
+        self._sessions: Dict[str, _StsSession] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+        self.fault_injector = fault_injector
+        self._verifier = RequestVerifier(self._lookup_secret, clock=clock)
+
+    def __repr__(self) -> str:
+        return f"KmsApi(kms={self.kms!r}, access_key_id={_mask(self._root_id)!r}, sessions={len(self._sessions)})"
+
+    # -- credentials -------------------------------------------------------------------------
+
+    def _lookup_secret(self, access_key_id: str, token: Optional[str]) -> str:
+        if token is None:
+            if secrets.compare_digest(access_key_id.encode(), self._root_id.encode()):
+                return self._root_secret
+            raise SignatureError("InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404)
+        with self._lock:
+            session = self._sessions.get(access_key_id)
+            if session is not None and session.expires_at <= self._clock():
+                del self._sessions[access_key_id]
+                raise SignatureError("InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
+        if session is None:
+            raise SignatureError("InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404)
+        if not secrets.compare_digest(token.encode(), session.token.encode()):
+            raise SignatureError("InvalidSecurityToken.MismatchWithAccessKey",
+                                 "Specified SecurityToken mismatch with the AccessKey.")
+        return session.secret
+
+    def _client_for(self, caller: VerifiedCaller) -> Tuple[Any, bool]:
+        """(the KMS acting for the caller, whether the caller is the account root)."""
+        if caller.security_token is None:
+            return self.kms, True
+        with self._lock:
+            session = self._sessions.get(caller.access_key_id)
+        if session is None:  # expired between verification and here
+            raise ApiError("InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
+        return session.client, False
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+        request_id = str(uuid.uuid4()).upper()
+        action = "?"
+        caller_id = "-"
+        try:
+            request = self._parse(method, target, headers, body)
+            try:
+                caller = self._verifier.verify(request)
+            except SignatureError as exc:
+                raise ApiError(exc.code, exc.message, exc.status) from None
+            caller_id = _mask(caller.access_key_id)
+            params = caller.params
+            action = request.headers.get("x-acs-action") or params.get("Action", "")
+            version = request.headers.get("x-acs-version") or params.get("Version", "")
+            params.pop("Action", None)
+            params.pop("Version", None)
+            if self.fault_injector is not None:
+                fault = self.fault_injector(action)
+                if fault is not None:
+                    if fault.delay > 0:
+                        self._sleep(fault.delay)
+                    else:
+                        raise _InjectedFault(fault)
+            result = self._dispatch(version, action, params, caller)
+            result["RequestId"] = request_id
+            status, payload, extra = 200, result, {}
+        except _InjectedFault as injected:
+            fault = injected.fault
+            status, payload = fault.status, self._error_body(request_id, fault.code, "Injected fault.")
+            extra = {"x-acs-retry-after": str(fault.retry_after)} if fault.retry_after else {}
+        except ApiError as exc:
+            status, payload, extra = exc.status, self._error_body(request_id, exc.code, exc.message), {}
+        except Exception as exc:  # never leak details of a bug to the caller or the log
+            log.error("internal error handling %s: %s", action, type(exc).__name__)
+            status, payload, extra = 500, self._error_body(request_id, "InternalFailure", "Internal Failure."), {}
+        known = action if action in _KMS_ACTIONS or action in _STS_ACTIONS else "unknown-action"
+        log.info("%s %s by %s -> %d%s", version_label(headers), known, caller_id, status,
+                 "" if status == 200 else f" {payload.get('Code')}")
+        data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        out = {"Content-Type": "application/json;charset=utf-8", "x-acs-request-id": request_id}
+        out.update(extra)
+        return Response(status, out, data)
+
+    @staticmethod
+    def _error_body(request_id: str, code: str, message: str) -> Dict[str, Any]:
+        return {"RequestId": request_id, "HostId": "sls-envelope-localkms", "Code": code, "Message": message,
+                "Recommend": ""}
+
+    @staticmethod
+    def _parse(method: str, target: str, headers: Mapping[str, str], body: bytes) -> SignedRequest:
+        if method not in ("GET", "POST"):
+            raise ApiError("UnsupportedHTTPMethod", "This http method is not supported.", 403)
+        parts = urlsplit(target)
+        try:
+            query = parse_qsl(parts.query, keep_blank_values=True, errors="strict")
+            form: List[Tuple[str, str]] = []
+            if body and headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError):
+            raise ApiError("InvalidParameter", "The request parameters are not valid UTF-8.") from None
+        names = [k for k, _ in query] + [k for k, _ in form]
+        if len(names) != len(set(names)):
+            raise ApiError("InvalidParameter", "A parameter is given more than once.")
+        return SignedRequest(method, parts.path or "/", query, headers, body, form)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def _dispatch(self, version: str, action: str, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        if version == KMS_VERSION:
+            handler = _KMS_ACTIONS.get(action)
+        elif version == STS_VERSION:
+            handler = _STS_ACTIONS.get(action)
+        else:
+            handler = None
+        if handler is None:
+            raise ApiError("InvalidAction.NotFound", "Specified api is not found, please check your url and method.")
+        try:
+            return handler(self, params, caller)
+        except ApiError:
+            raise
+        except KeyInvalidError as exc:
+            raise ApiError(exc.code, str(exc)) from None
+        except KmsUnavailableError:
+            raise ApiError("ServiceUnavailableTemporary", "Service Unavailable Temporary.", 503) from None
+        except (ValueError, TypeError) as exc:
+            raise ApiError("InvalidParameter", str(exc)[:300]) from None
+
+    def _admin(self, caller: VerifiedCaller) -> LocalKmsLike:
+        client, is_root = self._client_for(caller)
+        if not is_root:
+            raise ApiError("Forbidden.NoPermission")
+        return client  # type: ignore[no-any-return]
+
+    def _metadata(self, key_id: str) -> Dict[str, Any]:
+        meta = dict(self.kms.describe_key(key_id))
+        meta.setdefault("Arn", f"acs:kms:{self.region_id}:{self.kms.account_id}:key/{key_id}")
+        meta.setdefault("KeySpec", "Aliyun_AES_256")
+        meta.setdefault("KeyUsage", "ENCRYPT/DECRYPT")
+        meta.setdefault("PrimaryKeyVersion", _key_version(meta["KeyId"]))
+        return meta
+
+    def create_key(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        kms = self._admin(caller)
+        if params.get("KeySpec", "Aliyun_AES_256") != "Aliyun_AES_256":
+            raise ApiError("InvalidParameter", "Only KeySpec Aliyun_AES_256 is emulated.")
+        if params.get("KeyUsage", "ENCRYPT/DECRYPT") != "ENCRYPT/DECRYPT":
+            raise ApiError("InvalidParameter", "Only KeyUsage ENCRYPT/DECRYPT is emulated.")
+        key_id = kms.create_key(params.get("Description", ""))
+        return {"KeyMetadata": self._metadata(key_id)}
+
+    def describe_key(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        client, is_root = self._client_for(caller)
+        key_id = _required(params, "KeyId")
+        meta = self._metadata(key_id) if is_root else dict(client.describe_key(key_id))
+        return {"KeyMetadata": meta}
+
+    def list_keys(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        kms = self._admin(caller)
+        page = _int_param(params, "PageNumber", 1, 1, 1 << 30)
+        size = _int_param(params, "PageSize", 10, 1, 100)
+        keys = kms.list_keys()
+        chunk = keys[(page - 1) * size: page * size]
+        return {"Keys": {"Key": chunk}, "TotalCount": len(keys), "PageNumber": page, "PageSize": size}
+
+    def enable_key(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        self._admin(caller).enable_key(_required(params, "KeyId"))
+        return {}
+
+    def disable_key(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        self._admin(caller).disable_key(_required(params, "KeyId"))
+        return {}
+
+    def schedule_key_deletion(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        kms = self._admin(caller)
+        days = _int_param(params, "PendingWindowInDays", None, 7, 366)
+        kms.schedule_key_deletion(_required(params, "KeyId"), days)
+        return {}
+
+    def cancel_key_deletion(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        self._admin(caller).cancel_key_deletion(_required(params, "KeyId"))
+        return {}
+
+    def generate_data_key(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        client, _ = self._client_for(caller)
+        key_id = _required(params, "KeyId")
+        spec_bytes = {"AES_256": 32, "AES_128": 16}
+        spec = params.get("KeySpec")
+        if spec is not None and spec not in spec_bytes:
+            raise ApiError("InvalidParameter", "KeySpec must be AES_256 or AES_128.")
+        number = _int_param(params, "NumberOfBytes", spec_bytes.get(spec or "AES_256", 32), 1, 1024)
+        data_key = client.generate_data_key(key_id, context=_context(params), number_of_bytes=number)
+        return {"KeyId": data_key.key_id, "KeyVersionId": _key_version(data_key.key_id),
+                "Plaintext": _b64(data_key.plaintext), "CiphertextBlob": _b64(data_key.ciphertext_blob)}
+
+    def encrypt(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        client, _ = self._client_for(caller)
+        encrypt = getattr(client, "encrypt", None)
+        if encrypt is None:
+            raise ApiError("UnsupportedOperation", "This KMS cannot encrypt caller data.", 400)
+        key_id = _required(params, "KeyId")
+        plaintext = _unb64(_required(params, "Plaintext"), "Plaintext")
+        blob = encrypt(key_id, plaintext, context=_context(params))
+        return {"KeyId": key_id, "KeyVersionId": _key_version(key_id), "CiphertextBlob": _b64(blob)}
+
+    def decrypt(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        client, _ = self._client_for(caller)
+        blob = _unb64(_required(params, "CiphertextBlob"), "CiphertextBlob")
+        plaintext = client.decrypt(blob, context=_context(params))
+        return {"Plaintext": _b64(plaintext)}
+
+    def assume_role(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        if caller.security_token is not None:
+            raise ApiError("NoPermission", "Role chaining is not emulated: assume roles with the account's AccessKey.")
+        arn = _required(params, "RoleArn")
+        session_name = _required(params, "RoleSessionName")
+        if not 2 <= len(session_name) <= 64 or not all(c.isalnum() or c in "._@-" for c in session_name):
+            raise ApiError("InvalidParameter.RoleSessionName", "The parameter RoleSessionName is wrongly formed.")
+        duration = _int_param(params, "DurationSeconds", 3600, 900, 3600)
+        client = self.kms.assume_role(arn)
+        access_key_id = "STS." + secrets.token_hex(12)
+        secret = base64.b64encode(secrets.token_bytes(30)).decode("ascii")
+        token = "CAIS" + base64.urlsafe_b64encode(secrets.token_bytes(48)).decode("ascii").rstrip("=")
+        expires_at = self._clock() + duration
+        with self._lock:
+            now = self._clock()
+            for stale in [k for k, s in self._sessions.items() if s.expires_at <= now]:
+                del self._sessions[stale]
+            self._sessions[access_key_id] = _StsSession(secret, token, arn, expires_at, client)
+        role_name = arn.rsplit("/", 1)[-1]
+        account = arn.split(":")[3] if arn.count(":") >= 4 else ""
+        return {
+            "AssumedRoleUser": {"Arn": f"acs:ram::{account}:assumed-role/{role_name}/{session_name}",
+                                "AssumedRoleId": f"{abs(hash(arn)) % 10**18}:{session_name}"},
+            "Credentials": {"AccessKeyId": access_key_id, "AccessKeySecret": secret, "SecurityToken": token,
+                            "Expiration": format_timestamp(expires_at)},
+        }
+
+
+class _InjectedFault(Exception):
+    def __init__(self, fault: Fault) -> None:
+        super().__init__(fault.code)
+        self.fault = fault
+
+
+_Handler = Callable[[KmsApi, Dict[str, str], VerifiedCaller], Dict[str, Any]]
+_KMS_ACTIONS: Dict[str, _Handler] = {
+    "CreateKey": KmsApi.create_key,
+    "DescribeKey": KmsApi.describe_key,
+    "ListKeys": KmsApi.list_keys,
+    "EnableKey": KmsApi.enable_key,
+    "DisableKey": KmsApi.disable_key,
+    "ScheduleKeyDeletion": KmsApi.schedule_key_deletion,
+    "CancelKeyDeletion": KmsApi.cancel_key_deletion,
+    "GenerateDataKey": KmsApi.generate_data_key,
+    "Encrypt": KmsApi.encrypt,
+    "Decrypt": KmsApi.decrypt,
+}
+_STS_ACTIONS: Dict[str, _Handler] = {"AssumeRole": KmsApi.assume_role}
+
+
+def version_label(headers: Mapping[str, str]) -> str:
+    version = headers.get("x-acs-version", "")
+    return {"2016-01-20": "KMS", "2015-04-01": "STS"}.get(version, "RPC" if not version else version[:12])
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name)
+    if not value:
+        raise ApiError("MissingParameter", f'The parameter "{name}" is needed but not provided.')
+    return value
+
+
+def _int_param(params: Mapping[str, str], name: str, default: Optional[int], low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise ApiError("MissingParameter", f'The parameter "{name}" is needed but not provided.')
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ApiError("InvalidParameter", f'The specified parameter "{name}" is not valid ({low}..{high}).')
+    return value
+
+
+def _context(params: Mapping[str, str]) -> Dict[str, str]:
+    raw = params.get("EncryptionContext")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ApiError("InvalidParameter", 'The specified parameter "EncryptionContext" is not valid: '
+                                           "a JSON object of strings is needed.")
+    return value
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: str, name: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError("InvalidParameter", f'The specified parameter "{name}" is not valid base64.') from None
+
+
+def _key_version(key_id: str) -> str:
+    """LocalKms keys have one version; its id is derived from the KeyId so it stays stable."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "sls-envelope-localkms:" + key_id))
+
+
+# -- HTTP server -------------------------------------------------------------------------------
+
+
+class _RequestHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "KmsHttpServer"
+
+    def _serve(self) -> None:
+        length_header = self.headers.get("Content-Length") or "0"
+        try:
+            length = int(length_header)
+        except ValueError:
+            length = -1
+        if length < 0 or length > _MAX_BODY:
+            self.send_error(413 if length > _MAX_BODY else 400)
+            return
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): ",".join(v.strip() for v in self.headers.get_all(name) or [])
+                   for name in set(self.headers.keys())}
+        response = self.server.api.handle(self.command, self.path, headers, body)
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    do_GET = _serve
+    do_POST = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        # The stdlib logs the request line, whose query holds RPC signatures and tokens: drop it.
+        pass
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
+        log.debug("HTTP error from %s", self.client_address[0])
+
+
+class KmsHttpServer(http.server.ThreadingHTTPServer):
+    """ThreadingHTTPServer bound to an address, answering with a KmsApi."""
+
+    daemon_threads = True
+
+    def __init__(self, address: Tuple[str, int], api: KmsApi) -> None:
+        super().__init__(address, _RequestHandler)
+        self.api = api
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` as the SDK's ``Config.endpoint`` wants it."""
+        host, port = self.server_address[:2]
+        name = host.decode("ascii") if isinstance(host, bytes) else host
+        return f"{name}:{port}"
+
+    def __repr__(self) -> str:
+        return f"KmsHttpServer(endpoint={self.endpoint!r})"
+
+
+def make_server(
+    kms: LocalKmsLike,
+    host: str,
+    port: int,
+    access_key_id: str,
+    access_key_secret: str,
+    *,
+    region_id: str = "cn-hangzhou",
+    fault_injector: Optional[FaultInjector] = None,
+    clock: Callable[[], float] = time.time,
+) -> KmsHttpServer:
+    """A server bound to (host, port) (port 0 picks a free one), not yet serving: run
+    ``serve_forever()`` (e.g. in a thread), then ``shutdown()`` and ``server_close()``."""
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning("serving KMS over plain HTTP on %s: anyone on that network can see the traffic", host)
+    api = KmsApi(kms, access_key_id, access_key_secret, region_id=region_id,
+                 fault_injector=fault_injector, clock=clock)
+    return KmsHttpServer((host, port), api)
+
+
+def serve(
+    kms: LocalKmsLike,
+    host: str,
+    port: int,
+    access_key_id: str,
+    access_key_secret: str,
+    *,
+    region_id: str = "cn-hangzhou",
+    ready: Optional[Callable[[KmsHttpServer], None]] = None,
+) -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM's KeyboardInterrupt)."""
+    server = make_server(kms, host, port, access_key_id, access_key_secret, region_id=region_id)
+    if ready is not None:
+        ready(server)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+#: The system policies a BYOK role for the log service needs.
+BYOK_ROLE_POLICIES = ("AliyunKMSReadOnlyAccess", "AliyunKMSCryptoUserAccess")
+
+
+def create_log_service_role(kms: Any, name: str) -> str:
+    """A RAM role that the log service (log.aliyuncs.com) may assume, with KMS read-only and
+    crypto-user permissions; returns its ARN."""
+    from .local import log_service_trust_policy
+
+    return str(kms.create_role(name, trust_policy=log_service_trust_policy(), policies=BYOK_ROLE_POLICIES))
