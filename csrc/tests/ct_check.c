@@ -143,6 +143,9 @@ static void check_impl(int alg, const char *impl)
         expect(sls_env_seal_records(ctx, header, 24, 4, prefix, 1000, 3, in, lens, 0, records) ==
                    SLS_ENV_OK, "seal_records");
         PUBLIC(records, sizeof records);
+        const char *one = sls_env_seal_record_scratch(ctx, header, 24, 4, prefix, 2000, in, 100,
+                                                      sls_env_fork_generation());
+        expect(one != NULL, "seal_record_scratch");
         expect(sls_env_open_record(ctx, records, 24 + 100 + 16, 24, 4) != NULL, "open_record");
 
         /* Raw blocks (the hooks the vector tests use). */

@@ -25,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sls_env.h"
 
@@ -446,6 +448,18 @@ static void records_api(int alg, const char *impl)
             CHECK(memcmp(single, rec + header_len, lens[i] + 16) == 0,
                   "%s: record %zu != single encryption", what, i);
             free(single);
+            /* One record into scratch: the same bytes, its ciphertext on a 64-byte
+             * boundary; refused under a stale fork generation. */
+            uint64_t gen = sls_env_fork_generation();
+            const char *one = sls_env_seal_record_scratch(ctx, header, header_len, nonce_offset,
+                                                          prefix, counter0 + i, m, lens[i], gen);
+            CHECK(one != NULL && memcmp(one, rec, rlen) == 0, "%s: seal_record_scratch %zu", what, i);
+            CHECK(one != NULL && ((uintptr_t)(one + header_len) & 63) == 0,
+                  "%s: scratch record's ciphertext not 64-byte aligned", what);
+            CHECK(sls_env_seal_record_scratch(ctx, header, header_len, nonce_offset, prefix,
+                                              counter0 + i, m, lens[i], gen + 1) == NULL &&
+                      sls_env_last_error() == SLS_ENV_ERR_FORKED,
+                  "%s: stale fork generation accepted", what);
             const char *pt = sls_env_open_record(ctx, rec, rlen, header_len, nonce_offset);
             CHECK(pt != NULL && memcmp(pt, m, lens[i]) == 0, "%s: open_record %zu", what, i);
             /* A flipped header byte (AAD, or nonce) fails and leaves nothing readable. */
@@ -625,6 +639,32 @@ static void bad_arguments(void)
     sls_env_wipe(NULL, 5);
 }
 
+/* A forked child sees the fork generation bumped (pthread_atfork), so a session begun
+ * in the parent cannot seal there: the child must start its own nonce sequence. */
+static void fork_generation(void)
+{
+    uint8_t key[16] = {7}, header[16] = {0}, prefix[4] = {1, 2, 3, 4}, msg[5] = "hello";
+    sls_env_aead *ctx = must_new(SLS_ENV_AES_GCM, key, 16, NULL);
+    uint64_t parent = sls_env_fork_generation();
+    CHECK(sls_env_seal_record_scratch(ctx, header, 16, 0, prefix, 0, msg, 5, parent) != NULL,
+          "seal in the parent");
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int ok = sls_env_fork_generation() == parent + 1 &&
+                 sls_env_seal_record_scratch(ctx, header, 16, 0, prefix, 1, msg, 5, parent) == NULL &&
+                 sls_env_last_error() == SLS_ENV_ERR_FORKED &&
+                 sls_env_seal_record_scratch(ctx, header, 16, 0, prefix, 0, msg, 5,
+                                             sls_env_fork_generation()) != NULL;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork/wait");
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child did not see a new fork generation");
+    CHECK(sls_env_fork_generation() == parent, "the parent's generation changed");
+    sls_env_aead_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : (uint64_t)time(NULL);
@@ -633,6 +673,7 @@ int main(int argc, char **argv)
     printf("kernel_test: seed %" PRIu64 ", cpu features [%s]\n", seed, sls_env_cpu_features());
 
     bad_arguments();
+    fork_generation();
     for (int alg = SLS_ENV_AES_GCM; alg <= SLS_ENV_SM4_GCM; alg++) {
         int count = sls_env_impl_count(alg);
         CHECK(count >= 1, "%s: no implementation runs here", alg_name(alg));
