@@ -422,7 +422,13 @@ int sls_env_aead_decrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *
         size_t clen = in_len_at(&b, i), alen = aad_len_at(&b, i);
         if (open_one(ctx, nonces + 12 * i, a, alen, c, clen - 16, o) != SLS_ENV_OK) {
             *failed_index = i;
-            sls_env_wipe(out, (size_t)(o - out)); /* nothing partial is released */
+            /* Nothing partial is released, and the whole output is zeroed as the
+             * header promises: the messages before i, and the room of those after
+             * it, which the caller may otherwise read as stale data. */
+            size_t total = 0;
+            for (size_t j = 0; j < n; j++)
+                total += in_len_at(&b, j) - 16;
+            sls_env_wipe(out, total);
             return SLS_ENV_ERR_AUTH;
         }
         o += clen - 16;

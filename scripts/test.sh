@@ -41,3 +41,6 @@ echo "== pytest (every implementation this CPU has, every backend)"
 
 echo "== pytest with SLS_ENVELOPE_DISABLE=all (the portable path alone, as on a CPU without extensions)"
 SLS_ENVELOPE_DISABLE=all "$py" -m pytest -p no:cacheprovider -q tests/test_aead_vectors.py tests/test_aead_api.py
+
+echo "== hardening: sanitizers, constant-time check, memcheck, fuzzers (scripts/c-checks.sh)"
+SLS_ENVELOPE_PY="$py" bash scripts/c-checks.sh

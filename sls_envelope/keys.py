@@ -22,6 +22,8 @@ on customer CMKs.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -33,7 +35,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .aead import Buffer
 from .conf import EncryptConf
-from .exceptions import ConfigError, KeyInvalidError
+from .exceptions import ConfigError, KeyInvalidError, KmsUnavailableError
 from .format import BatchCodec
 from .keystore import KeyRecord, KeyStore, MemoryKeyStore, SqliteKeyStore
 from .kms.base import KmsClient
@@ -43,6 +45,22 @@ __all__ = ["KeyManager", "LogstoreCipher", "encryption_context"]
 _SERVICE_CMK_SETTING = "service_cmk_id"
 _DATA_KEY_BYTES = 32  # HKDF input for both suites: 256 bits, also under SM4's 128-bit session keys
 _MAX_NAME = 255
+
+
+def _checked_data_key(value: Any) -> bytes:
+    """A data key as the KMS returned it.  An answer that is not exactly the bytes of a
+    data key is never used as one: the KMS is treated as unavailable (fail closed; the
+    next call asks again)."""
+    if type(value) is not bytes or len(value) != _DATA_KEY_BYTES:
+        raise KmsUnavailableError("the KMS returned a malformed data key", code="InvalidKmsResponse")
+    return value
+
+
+def _key_check(data_key: bytes, key_ref: bytes) -> bytes:
+    """A check value of a Logstore's data key: HMAC-SHA256 keyed by the key itself, so it
+    says nothing usable about the key but tells a later unwrap whether the KMS gave back
+    the same key (a confused or hostile KMS could answer with another one)."""
+    return hmac.new(data_key, b"sls-envelope data key check\x00" + key_ref, hashlib.sha256).digest()
 
 
 def encryption_context(project: str, logstore: str) -> Dict[str, str]:
@@ -67,7 +85,9 @@ class _KeySource:
             conf = EncryptConf.from_dict(json.loads(record.conf))
             assert conf.user_cmk_info is not None
             client = client.assume_role(conf.user_cmk_info.arn)
-        return client.decrypt(record.ciphertext_blob, context=encryption_context(record.project, record.logstore))
+        return _checked_data_key(
+            client.decrypt(record.ciphertext_blob, context=encryption_context(record.project, record.logstore))
+        )
 
 
 _LIVE_CIPHERS: "weakref.WeakSet[LogstoreCipher]" = weakref.WeakSet()
@@ -109,6 +129,9 @@ class LogstoreCipher:
         self._failure: Optional[KeyInvalidError] = None
         self._deadline = -math.inf  # the next call checks with the KMS
         self._closed: Optional[str] = None
+        # Set from the first key installed (at creation, the key the KMS made and that was
+        # verified to unwrap from its blob); every later unwrap must match it.
+        self._key_check: Optional[bytes] = None
         if data_key is not None:
             self._install(data_key)
             self._deadline = self._next_deadline(clock())
@@ -193,6 +216,8 @@ class LogstoreCipher:
 
     def _install(self, data_key: bytes) -> None:
         assert self._record.suite is not None and self._record.key_ref is not None
+        if self._key_check is None:
+            self._key_check = _key_check(data_key, self._record.key_ref)
         self._codec = BatchCodec(
             self._record.suite, data_key, self._record.key_ref, self._record.project, self._record.logstore
         )
@@ -218,7 +243,17 @@ class LogstoreCipher:
                 self._deadline = now + (self._revalidate_after or 0.0)
                 raise KeyInvalidError(str(self._failure), code=exc.code) from None
             # KmsUnavailableError propagates: nothing is sealed or opened without a
-            # successful check, and the next call asks again.
+            # successful check, and the next call asks again.  So does a key that is not
+            # the one this cipher first verified (a wrong KMS answer is not a check).
+            assert self._record.key_ref is not None
+            if self._key_check is not None and not hmac.compare_digest(
+                _key_check(data_key, self._record.key_ref), self._key_check
+            ):
+                del data_key
+                raise KmsUnavailableError(
+                    f"the KMS returned a data key that is not the key of Logstore {self.project}/{self.logstore}",
+                    code="InvalidKmsResponse",
+                )
             if self._codec is None:
                 self._install(data_key)
             del data_key
@@ -327,17 +362,30 @@ class KeyManager:
                 client = self._kms
                 cmk_key_id = self._service_cmk()
             data_key = client.generate_data_key(cmk_key_id, context=context, number_of_bytes=_DATA_KEY_BYTES)
+            plaintext = _checked_data_key(data_key.plaintext)
+            blob = data_key.ciphertext_blob
+            if type(blob) is not bytes or not blob:
+                raise KmsUnavailableError("the KMS returned a malformed wrapped data key", code="InvalidKmsResponse")
             record = KeyRecord(
                 project=project, logstore=logstore, conf=conf_json, key_ref=secrets.token_bytes(16),
                 suite=conf.suite, key_type=conf.key_type, cmk_key_id=cmk_key_id,
-                ciphertext_blob=data_key.ciphertext_blob, created_at=time.time(),
+                ciphertext_blob=blob, created_at=time.time(),
             )
+            source = _KeySource(self._kms, record)
+            # Before anything is stored or sealed: the wrapped key must unwrap, the way
+            # every later read will, to the key the KMS gave us.  Otherwise batches would
+            # be sealed under a key nobody can recover.
+            if not hmac.compare_digest(source.unwrap(), plaintext):
+                raise KmsUnavailableError(
+                    "the KMS returned a data key that its own wrapped blob does not unwrap to",
+                    code="InvalidKmsResponse",
+                )
             self._add(record)
             cipher = LogstoreCipher(
-                record, _KeySource(self._kms, record), revalidate_after=self._revalidation(record),
-                clock=self._clock, data_key=data_key.plaintext,
+                record, source, revalidate_after=self._revalidation(record),
+                clock=self._clock, data_key=plaintext,
             )
-            del data_key
+            del data_key, plaintext
             self._ciphers[(project, logstore)] = cipher
             return cipher
 
