@@ -39,8 +39,22 @@ echo "== mypy"
 echo "== pytest (every implementation this CPU has, every backend)"
 "$py" -m pytest -p no:cacheprovider -q
 
+# The AEAD tests above already run every implementation; these passes run the layers
+# built on the AEADs (format, keys, streams, nonce safety) over each non-default one too.
+layers=(tests/test_format.py tests/test_keys.py tests/test_stream.py tests/test_nonce_safety.py)
+for forced in $("$py" -c '
+import itertools, sls_envelope
+impls = sls_envelope.available_implementations()
+for aes, sm4 in itertools.zip_longest(impls["aes-gcm"][1:], impls["sm4-gcm"][1:], fillvalue="portable"):
+    print(f"aes-gcm={aes},sm4-gcm={sm4}")
+'); do
+    echo "== pytest with SLS_ENVELOPE_IMPL=$forced"
+    SLS_ENVELOPE_IMPL=$forced "$py" -m pytest -p no:cacheprovider -q "${layers[@]}"
+done
+
 echo "== pytest with SLS_ENVELOPE_DISABLE=all (the portable path alone, as on a CPU without extensions)"
-SLS_ENVELOPE_DISABLE=all "$py" -m pytest -p no:cacheprovider -q tests/test_aead_vectors.py tests/test_aead_api.py
+SLS_ENVELOPE_DISABLE=all "$py" -m pytest -p no:cacheprovider -q tests/test_aead_vectors.py tests/test_aead_api.py \
+    tests/test_aead_differential.py "${layers[@]}"
 
 echo "== hardening: sanitizers, constant-time check, memcheck, fuzzers (scripts/c-checks.sh)"
 SLS_ENVELOPE_PY="$py" bash scripts/c-checks.sh
