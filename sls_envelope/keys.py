@@ -129,9 +129,10 @@ class LogstoreCipher:
         self._failure: Optional[KeyInvalidError] = None
         self._deadline = -math.inf  # the next call checks with the KMS
         self._closed: Optional[str] = None
-        # Set from the first key installed (at creation, the key the KMS made and that was
-        # verified to unwrap from its blob); every later unwrap must match it.
-        self._key_check: Optional[bytes] = None
+        # The check value stored with the record at creation (the key the KMS made, verified
+        # to unwrap from its blob); records from before it existed learn it from the first
+        # key installed.  Every unwrap must match it.
+        self._key_check: Optional[bytes] = record.key_check
         if data_key is not None:
             self._install(data_key)
             self._deadline = self._next_deadline(clock())
@@ -366,10 +367,11 @@ class KeyManager:
             blob = data_key.ciphertext_blob
             if type(blob) is not bytes or not blob:
                 raise KmsUnavailableError("the KMS returned a malformed wrapped data key", code="InvalidKmsResponse")
+            key_ref = secrets.token_bytes(16)
             record = KeyRecord(
-                project=project, logstore=logstore, conf=conf_json, key_ref=secrets.token_bytes(16),
+                project=project, logstore=logstore, conf=conf_json, key_ref=key_ref,
                 suite=conf.suite, key_type=conf.key_type, cmk_key_id=cmk_key_id,
-                ciphertext_blob=blob, created_at=time.time(),
+                ciphertext_blob=blob, created_at=time.time(), key_check=_key_check(plaintext, key_ref),
             )
             source = _KeySource(self._kms, record)
             # Before anything is stored or sealed: the wrapped key must unwrap, the way

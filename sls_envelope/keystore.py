@@ -33,6 +33,9 @@ class KeyRecord:
     cmk_key_id: Optional[str] = None  #: the CMK that wraps the data key
     ciphertext_blob: Optional[bytes] = None  #: the data key wrapped by the KMS
     created_at: float = 0.0
+    #: HMAC-SHA256 of a label under the data key (a key check value, not the key): every
+    #: unwrap, also the first after a restart, must give a key with this check value.
+    key_check: Optional[bytes] = None
 
     @property
     def encrypted(self) -> bool:
@@ -116,11 +119,12 @@ CREATE TABLE IF NOT EXISTS logstore_keys (
     cmk_key_id TEXT,
     ciphertext_blob BLOB,
     created_at REAL NOT NULL,
+    key_check BLOB,
     PRIMARY KEY (project, logstore)
 );
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_COLUMNS = "project, logstore, conf, key_ref, suite, key_type, cmk_key_id, ciphertext_blob, created_at"
+_COLUMNS = "project, logstore, conf, key_ref, suite, key_type, cmk_key_id, ciphertext_blob, created_at, key_check"
 
 
 class SqliteKeyStore(KeyStore):
@@ -136,6 +140,11 @@ class SqliteKeyStore(KeyStore):
         self._db = sqlite3.connect(self._path, timeout=30.0, check_same_thread=False, isolation_level=None)
         with self._lock:
             self._db.executescript(_SCHEMA)
+            # Stores made before key_check existed gain the column (NULL: the check value is
+            # then learnt at the first unwrap, as it was before).
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(logstore_keys)")}
+            if "key_check" not in columns:
+                self._db.execute("ALTER TABLE logstore_keys ADD COLUMN key_check BLOB")
 
     def __repr__(self) -> str:
         return f"<SqliteKeyStore {self._path!r}>"
@@ -163,16 +172,17 @@ class SqliteKeyStore(KeyStore):
             suite=row[4], key_type=row[5], cmk_key_id=row[6],
             ciphertext_blob=None if row[7] is None else bytes(row[7]),
             created_at=float(row[8]),
+            key_check=None if row[9] is None else bytes(row[9]),
         )
 
     def add(self, record: KeyRecord) -> bool:
         values = (
             record.project, record.logstore, record.conf, record.key_ref, record.suite, record.key_type,
-            record.cmk_key_id, record.ciphertext_blob, record.created_at,
+            record.cmk_key_id, record.ciphertext_blob, record.created_at, record.key_check,
         )
         with self._lock:
             cursor = self._db.execute(
-                f"INSERT OR IGNORE INTO logstore_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values
+                f"INSERT OR IGNORE INTO logstore_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values
             )
             return cursor.rowcount == 1
 

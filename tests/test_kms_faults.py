@@ -283,3 +283,39 @@ def test_soak_200k_batches_over_4_threads_with_faults() -> None:
     reader = s.reader()
     assert reader.decrypt_many([blob for _, blob in batches]) == [plain for plain, _ in batches]
     print(f"soak: {SOAK_BATCHES} batches in {elapsed:.1f} s, {len(calls)} KMS calls, {stats}")
+
+
+def test_wrong_key_at_the_first_unwrap_after_a_restart_is_refused() -> None:
+    """The key check value is stored with the record, so even a restarted process, which
+    has never seen the true key, refuses a KMS that answers with another well-formed key."""
+    s = Setup()
+    blob = s.create().encrypt(b"written before the restart")
+    restarted = KeyManager(s.faulty, s.store, clock=s.clock)
+    cipher = restarted.open_logstore("proj", "store")
+    assert cipher is not None
+    s.faulty.force("wrong")
+    with pytest.raises(KmsUnavailableError) as info:
+        cipher.encrypt(b"never sealed under a wrong key")
+    assert info.value.code == "InvalidKmsResponse"
+    assert cipher.decrypt(blob) == b"written before the restart"  # the true key, next time
+
+
+def test_records_from_before_the_key_check_column_still_open(tmp_path: Any) -> None:
+    """An SQLite store made without the key_check column gains it, NULL for old records."""
+    import sqlite3
+
+    from sls_envelope.keystore import SqliteKeyStore
+
+    path = str(tmp_path / "keys.sqlite")
+    s = Setup()
+    store = SqliteKeyStore(path)
+    manager = KeyManager(s.kms, store)
+    blob = manager.create_logstore("proj", "old", s.byok()).encrypt(b"old batch")  # type: ignore[union-attr]
+    store.close()
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE t AS SELECT project, logstore, conf, key_ref, suite, key_type, cmk_key_id, "
+                     "ciphertext_blob, created_at FROM logstore_keys; DROP TABLE logstore_keys; "
+                     "ALTER TABLE t RENAME TO logstore_keys;")
+    db.close()
+    reopened = KeyManager(s.kms, SqliteKeyStore(path)).open_logstore("proj", "old")
+    assert reopened is not None and reopened.decrypt(blob) == b"old batch"
