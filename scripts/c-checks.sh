@@ -9,6 +9,8 @@
 #   memcheck  a subset of the Python test suite under valgrind memcheck (the extension)
 #   fuzz      the libFuzzer harness csrc/fuzz/fuzz_batch.c over tests/fuzz/corpus_batch
 #   atheris   every tests/fuzz/fuzz_*.py harness over its tests/fuzz/corpus_* seeds
+#   arm64     the whole kernel cross-compiled for ARM64 (aarch64-linux-gnu-gcc, where only
+#             the portable paths exist) and kernel_test run under qemu-aarch64
 #
 #   bash scripts/c-checks.sh                 # every stage
 #   bash scripts/c-checks.sh asan ct         # some
@@ -30,7 +32,7 @@ fuzz_seconds=${FUZZ_SECONDS:-60}
 atheris_seconds=${ATHERIS_SECONDS:-30}
 
 stages=("$@")
-((${#stages[@]})) || stages=(asan ct memcheck fuzz atheris)
+((${#stages[@]})) || stages=(asan ct memcheck fuzz atheris arm64)
 
 # ---- system packages ------------------------------------------------------------
 need_pkgs=(valgrind clang gcc)
@@ -172,6 +174,16 @@ stage_atheris() {
             return 1
         fi
     done
+}
+
+stage_arm64() {
+    echo "== arm64: the kernel built for ARM64 and its test run under qemu-aarch64"
+    command -v aarch64-linux-gnu-gcc >/dev/null || install_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+    command -v qemu-aarch64 >/dev/null || install_pkgs qemu-user
+    # -Werror: the x86 files must compile cleanly to their unavailable stubs there.
+    aarch64-linux-gnu-gcc "${warn_flags[@]}" -Werror -O2 -static $(lib_sources) csrc/tests/kernel_test.c \
+        -o "$out/kernel_test_arm64" -lpthread
+    qemu-aarch64 "$out/kernel_test_arm64" "${KERNEL_TEST_SEED:-$(date +%s)}"
 }
 
 for s in "${stages[@]}"; do
