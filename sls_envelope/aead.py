@@ -160,7 +160,12 @@ def _inputs(nonce: Any, data: Any, associated_data: Any) -> Tuple[bytes, Any, in
 def _writable(buf: Any, needed: int, data_ptr: Any, size: int) -> Any:
     """A C pointer into the caller's writable buffer, checked for size and overlap."""
     try:
-        out = _from_buffer(_BYTE_ARRAY, buf, require_writable=True)
+        # A bytearray is always writable and a memoryview says so itself: asking the
+        # buffer protocol for writability costs more than the rest of a small call.
+        if type(buf) is bytearray or (type(buf) is memoryview and not buf.readonly):
+            out = _from_buffer(_BYTE_ARRAY, buf)
+        else:
+            out = _from_buffer(_BYTE_ARRAY, buf, require_writable=True)
     except (TypeError, BufferError):
         raise TypeError("buf must be a writable bytes-like object (bytearray, memoryview...)") from None
     if len(out) < needed:
