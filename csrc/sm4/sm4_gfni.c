@@ -178,6 +178,9 @@ TGT INLINE __m512i round1(__m512i a, __m512i b, __m512i c, __m512i d, __m512i rk
 
 DEFINE_ROUNDS(rounds_bulk, GROUPS)
 DEFINE_ROUNDS(rounds_one, 1)
+DEFINE_ROUNDS(rounds_two, 2)
+DEFINE_ROUNDS(rounds_three, 3)
+DEFINE_ROUNDS(rounds_five, 5)
 
 /* In-lane 4x4 dword transpose of (a, b, c, d), then a byte swap of every dword.
  * The transpose is its own inverse; see the layout note above. */
@@ -255,6 +258,42 @@ TGT static void sm4_gfni_ecb(const void *state, const uint8_t *in, uint8_t *out,
 
 /* ---- CTR with a 32-bit big-endian counter (SP 800-38D inc32) ------------------------ */
 
+/* One CTR pass over G interleaved groups covering n blocks (16 (G - 1) < n <= 16 G):
+ * counters from *w3 on, the last group's unused lanes masked off.  A pass costs about
+ * one round chain of latency whatever G is (the groups overlap), so a message's tail is
+ * one pass of as many groups as it needs, not one pass per group. */
+#define DEFINE_CTR_PASS(NAME, ROUNDS, G)                                                      \
+    TGT INLINE void NAME(const uint32_t *rk, __m512i w0, __m512i w1, __m512i w2, __m512i *w3, \
+                         const uint8_t *in, uint8_t *out, size_t n)                           \
+    {                                                                                         \
+        const __m512i sixteen = _mm512_set1_epi32(16);                                        \
+        __m512i x[4 * G], o[4];                                                               \
+        for (int g = 0; g < G; g++) {                                                         \
+            x[4 * g + 0] = w0;                                                                \
+            x[4 * g + 1] = w1;                                                                \
+            x[4 * g + 2] = w2;                                                                \
+            x[4 * g + 3] = *w3;                                                               \
+            *w3 = _mm512_add_epi32(*w3, sixteen);                                             \
+        }                                                                                     \
+        ROUNDS(rk, x);                                                                        \
+        for (int g = 0; g < G; g++) {                                                         \
+            size_t in_group = n - 16 * (size_t)g < 16 ? n - 16 * (size_t)g : 16;              \
+            finish(&x[4 * g], o);                                                             \
+            for (int p = 0; p < 4; p++) {                                                     \
+                __mmask16 m = tail_mask(in_group, p);                                         \
+                size_t at = 256 * (size_t)g + 64 * (size_t)p;                                 \
+                __m512i d = _mm512_maskz_loadu_epi32(m, in + at);                             \
+                _mm512_mask_storeu_epi32(out + at, m, _mm512_xor_si512(o[p], d));             \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+DEFINE_CTR_PASS(ctr_pass1, rounds_one, 1)
+DEFINE_CTR_PASS(ctr_pass2, rounds_two, 2)
+DEFINE_CTR_PASS(ctr_pass3, rounds_three, 3)
+DEFINE_CTR_PASS(ctr_pass4, rounds_bulk, GROUPS)
+DEFINE_CTR_PASS(ctr_pass5, rounds_five, 5)
+
 TGT static void sm4_gfni_ctr32(const void *state, const uint8_t ctr[16], const uint8_t *in,
                                uint8_t *out, size_t nblocks)
 {
@@ -266,46 +305,22 @@ TGT static void sm4_gfni_ctr32(const void *state, const uint8_t ctr[16], const u
     __m512i w3 = _mm512_add_epi32(_mm512_set1_epi32((int)sls_env_load_be32(ctr + 12)),
                                   _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3,
                                                     7, 11, 15));
-    const __m512i sixteen = _mm512_set1_epi32(16);
-    __m512i x[4 * GROUPS], o[4];
-    while (nblocks >= 16 * GROUPS) {
-        for (int g = 0; g < GROUPS; g++) {
-            x[4 * g + 0] = w0;
-            x[4 * g + 1] = w1;
-            x[4 * g + 2] = w2;
-            x[4 * g + 3] = w3;
-            w3 = _mm512_add_epi32(w3, sixteen);
-        }
-        rounds_bulk(rk, x);
-        for (int g = 0; g < GROUPS; g++) {
-            finish(&x[4 * g], o);
-            for (int p = 0; p < 4; p++) {
-                const uint8_t *ip = in + 256 * g + 64 * p;
-                _mm512_storeu_si512((void *)(out + 256 * g + 64 * p),
-                                    _mm512_xor_si512(o[p], _mm512_loadu_si512((const void *)ip)));
-            }
-        }
+    /* Full passes of GROUPS groups while more than five groups' worth remain, then one
+     * pass of 1 to 5 groups for the rest (65..80 blocks, e.g. a 1 KiB message plus
+     * E(K, J0), in one pass rather than two). */
+    while (nblocks > 16 * (GROUPS + 1)) {
+        ctr_pass4(rk, w0, w1, w2, &w3, in, out, 16 * GROUPS);
         in += 256 * GROUPS;
         out += 256 * GROUPS;
         nblocks -= 16 * GROUPS;
     }
-    while (nblocks) {
-        size_t n = nblocks < 16 ? nblocks : 16;
-        x[0] = w0;
-        x[1] = w1;
-        x[2] = w2;
-        x[3] = w3;
-        w3 = _mm512_add_epi32(w3, sixteen);
-        rounds_one(rk, x);
-        finish(x, o);
-        for (int p = 0; p < 4; p++) {
-            __mmask16 m = tail_mask(n, p);
-            __m512i d = _mm512_maskz_loadu_epi32(m, in + 64 * p);
-            _mm512_mask_storeu_epi32(out + 64 * p, m, _mm512_xor_si512(o[p], d));
-        }
-        in += 16 * n;
-        out += 16 * n;
-        nblocks -= n;
+    switch ((nblocks + 15) / 16) {
+    case 5: ctr_pass5(rk, w0, w1, w2, &w3, in, out, nblocks); break;
+    case 4: ctr_pass4(rk, w0, w1, w2, &w3, in, out, nblocks); break;
+    case 3: ctr_pass3(rk, w0, w1, w2, &w3, in, out, nblocks); break;
+    case 2: ctr_pass2(rk, w0, w1, w2, &w3, in, out, nblocks); break;
+    case 1: ctr_pass1(rk, w0, w1, w2, &w3, in, out, nblocks); break;
+    default: break;
     }
 }
 
