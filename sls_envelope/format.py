@@ -370,9 +370,12 @@ class BatchCodec:
     def seal(self, batch: Buffer) -> bytes:
         size = len(batch) if type(batch) is bytes else _nbytes(batch)
         while True:
-            with self._lock:
-                # _reserve(1, size), inlined: this is the per-batch hot path.  Forks are
-                # checked in C against the session's fork generation (no getpid here).
+            # _reserve(1, size), inlined: this is the per-batch hot path (explicit
+            # acquire/release costs half of a `with` block).  Forks are checked in C
+            # against the session's fork generation (no getpid here).
+            lock = self._lock
+            lock.acquire()
+            try:
                 session = self._session
                 if (
                     session is None
@@ -383,6 +386,8 @@ class BatchCodec:
                 counter = session.next
                 session.next = counter + 1
                 session.used += size
+            finally:
+                lock.release()
             try:
                 return session.aead._seal_record(
                     session.header, NONCE_OFFSET, session.prefix, counter, batch, session.fork_gen

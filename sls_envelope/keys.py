@@ -184,14 +184,15 @@ class LogstoreCipher:
     def encrypt(self, batch: Buffer) -> bytes:
         """Seal one batch (bytes-like) as a v1 blob."""
         codec = self._codec
-        if codec is None or self._clock() >= self._deadline:
+        # Service keys never revalidate (deadline +inf): no clock read on their hot path.
+        if codec is None or (self._revalidate_after is not None and self._clock() >= self._deadline):
             codec = self._ready()
         return codec.seal(batch)
 
     def encrypt_many(self, batches: Sequence[Buffer]) -> List[bytes]:
         """Seal many batches in one C call."""
         codec = self._codec
-        if codec is None or self._clock() >= self._deadline:
+        if codec is None or (self._revalidate_after is not None and self._clock() >= self._deadline):
             codec = self._ready()
         return codec.seal_many(batches)
 
@@ -199,14 +200,14 @@ class LogstoreCipher:
         """Open one v1 blob: FormatError if malformed, InvalidTag if not sealed for this
         Logstore (key, project and Logstore name) or altered."""
         codec = self._codec
-        if codec is None or self._clock() >= self._deadline:
+        if codec is None or (self._revalidate_after is not None and self._clock() >= self._deadline):
             codec = self._ready()
         return codec.open(blob)
 
     def decrypt_many(self, blobs: Sequence[Buffer]) -> List[bytes]:
         """Open every blob or none; the error names the first bad index."""
         codec = self._codec
-        if codec is None or self._clock() >= self._deadline:
+        if codec is None or (self._revalidate_after is not None and self._clock() >= self._deadline):
             codec = self._ready()
         return codec.open_many(blobs)
 

@@ -1,0 +1,114 @@
+"""The performance targets of the project's issues, measured side by side.
+
+    python benches/targets.py            # a few minutes on two cores
+
+Each line times sls-envelope and its reference in alternating rounds (so drift of a
+shared VM's clock hits both alike) and prints the median ratio and the ratio of the
+best rounds.  pytest-benchmark (benches/bench_*.py) gives the full tables; this script
+answers "is the target met" in one run.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import timeit
+from typing import Callable, List, Tuple
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM as PycaAESGCM
+
+from sls_envelope import AESGCM, SM4GCM, KeyManager
+from sls_envelope.kms import LocalKms
+
+NONCE = bytes(12)
+AAD = b"project/logstore"
+ROUNDS = 15
+
+
+def pyca_sm4_gcm(key: bytes) -> Callable[[bytes, bytes, bytes], bytes]:
+    def encrypt(nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        encryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(aad)
+        return encryptor.update(data) + encryptor.finalize() + encryptor.tag
+
+    return encrypt
+
+
+def compare(ours: Callable[[], object], theirs: Callable[[], object], number: int,
+            theirs_number: int = 0) -> Tuple[float, float, float, float]:
+    """(median ours, median theirs, median ratio theirs/ours, best-round ratio), seconds per call."""
+    theirs_number = theirs_number or number
+    a: List[float] = []
+    b: List[float] = []
+    for _ in range(ROUNDS):
+        a.append(timeit.timeit(ours, number=number) / number)
+        b.append(timeit.timeit(theirs, number=theirs_number) / theirs_number)
+    return statistics.median(a), statistics.median(b), statistics.median(b) / statistics.median(a), min(b) / min(a)
+
+
+def line(label: str, target: str, result: Tuple[float, float, float, float], unit: str = "call") -> None:
+    ours, theirs, ratio, best = result
+    print(f"{label:52s} ours {ours * 1e9:12,.0f} ns/{unit}  reference {theirs * 1e9:12,.0f} ns/{unit}  "
+          f"ratio {ratio:5.2f}x (best rounds {best:5.2f}x)  target {target}")
+
+
+def main() -> None:
+    ours, theirs = AESGCM(bytes(32)), PycaAESGCM(bytes(32))
+    print(f"sls-envelope implementations: AES-GCM {ours.implementation}, SM4-GCM {SM4GCM(bytes(16)).implementation}")
+    for size, target in ((1024, ">= 1.0x"), (65536, ">= 0.8x")):
+        data = os.urandom(size)
+        line(f"AES-256-GCM encrypt {size} B vs cryptography", target,
+             compare(lambda: ours.encrypt(NONCE, data, AAD), lambda: theirs.encrypt(NONCE, data, AAD),
+                     max(50, 4_000_000 // size)))
+    for size in (16384, 65536, 1 << 20):
+        data, buf = os.urandom(size), bytearray(size + 16)
+        line(f"AES-256-GCM encrypt_into {size} B vs cryptography", ">= 1.0x",
+             compare(lambda: ours.encrypt_into(NONCE, data, AAD, buf),
+                     lambda: theirs.encrypt_into(NONCE, data, AAD, buf), max(20, 40_000_000 // size)))
+    nonces = [i.to_bytes(12, "big") for i in range(1000)]
+    for size, target in ((256, ">= 2.0x"), (1024, ">= 1.3x")):
+        messages = [os.urandom(size)] * 1000
+        line(f"AES-256-GCM encrypt_many 1000 x {size} B vs pyca loop", target,
+             compare(lambda: ours.encrypt_many(nonces, messages, AAD),
+                     lambda: [theirs.encrypt(n, m, AAD) for n, m in zip(nonces, messages)], 5), "batch")
+    sm4, pyca_sm4 = SM4GCM(bytes(16)), pyca_sm4_gcm(bytes(16))
+    for size, target in ((1024, ">= 15x"), (65536, ">= 20x")):
+        data = os.urandom(size)
+        line(f"SM4-GCM encrypt {size} B vs cryptography", target,
+             compare(lambda: sm4.encrypt(NONCE, data, AAD), lambda: pyca_sm4(NONCE, data, AAD),
+                     max(50, 4_000_000 // size), max(5, 200_000 // size)))
+    cipher = KeyManager(LocalKms()).create_logstore("bench", "store", {"enable": True, "encrypt_type": "default"})
+    assert cipher is not None
+    batch = os.urandom(65536)
+    line("LogstoreCipher.encrypt 64 KiB vs raw AESGCM.encrypt", ">= 0.9x (within 10%)",
+         compare(lambda: cipher.encrypt(batch), lambda: ours.encrypt(NONCE, batch, AAD), 500))
+    batches = [os.urandom(1024)] * 1000
+    line("LogstoreCipher.encrypt_many 1000 x 1 KiB vs pyca loop", ">= 1.0x",
+         compare(lambda: cipher.encrypt_many(batches),
+                 lambda: [theirs.encrypt(n, m, None) for n, m in zip(nonces, batches)], 5), "batch")
+    data = os.urandom(1 << 20)
+
+    def threads(count: int) -> None:
+        buffers = [bytearray((1 << 20) + 16) for _ in range(count)]
+
+        def work(buf: bytearray) -> None:
+            for _ in range(32):
+                ours.encrypt_into(NONCE, data, AAD, buf)
+
+        pool = [threading.Thread(target=work, args=(buffers[i],)) for i in range(count)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+
+    one = [timeit.timeit(lambda: threads(1), number=1) for _ in range(7)]
+    two = [timeit.timeit(lambda: threads(2), number=1) for _ in range(7)]
+    print(f"{'AES-256-GCM 1 MiB messages, 2 threads vs 1':52s} 1 thread {32 / statistics.median(one):,.0f} MiB/s, "
+          f"2 threads {64 / statistics.median(two):,.0f} MiB/s  scaling {2 * statistics.median(one) / statistics.median(two):.2f}x "
+          f"(best {2 * min(one) / min(two):.2f}x)  target >= 1.6x")
+
+
+if __name__ == "__main__":
+    main()
