@@ -167,13 +167,58 @@ static int check_lengths(size_t aad_len, size_t msg_len)
     return SLS_ENV_OK;
 }
 
+/* Whole blocks: the implementation's stitched routine, or CTR and GHASH over L1-sized
+ * chunks.  GHASH reads the ciphertext: out after sealing, in before opening. */
+static void crypt_blocks(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *in,
+                         uint8_t *out, size_t whole, uint8_t y[16], int sealing)
+{
+    const sls_env_gcm_impl *impl = ctx->impl;
+    const void *cs = ctx->cipher_state, *gs = ctx->ghash_state;
+    uint8_t ctr[16];
+    if (whole == 0)
+        return;
+    if (impl->bulk) {
+        set_counter(ctr, nonce, 2); /* inc32(J0) */
+        (sealing ? impl->bulk->seal : impl->bulk->open)(cs, gs, ctr, y, in, out, whole);
+        return;
+    }
+    for (size_t done = 0; done < whole;) {
+        size_t n = whole - done < CHUNK_BLOCKS ? whole - done : CHUNK_BLOCKS;
+        set_counter(ctr, nonce, 2 + (uint32_t)done);
+        if (!sealing)
+            impl->ghash->update(gs, y, in + done * 16, n);
+        impl->cipher->ctr32(cs, ctr, in + done * 16, out + done * 16, n);
+        if (sealing)
+            impl->ghash->update(gs, y, out + done * 16, n);
+        done += n;
+    }
+}
+
+/* The last rem (1..15) bytes at block index `whole`: CTR, and GHASH of the ciphertext
+ * zero-padded (C's padding is zeros, not keystream: SP 800-38D 7.1 step 5). */
+static void crypt_partial_block(const sls_env_aead *ctx, const uint8_t *nonce, size_t whole,
+                                const uint8_t *in, uint8_t *out, size_t rem, uint8_t y[16],
+                                int sealing)
+{
+    uint8_t last[16] = {0}, ctr[16];
+    memcpy(last, in, rem);
+    if (!sealing)
+        ctx->impl->ghash->update(ctx->ghash_state, y, last, 1);
+    set_counter(ctr, nonce, 2 + (uint32_t)whole);
+    ctx->impl->cipher->ctr32(ctx->cipher_state, ctr, last, last, 1);
+    memcpy(out, last, rem);
+    if (sealing) {
+        memset(last + rem, 0, 16 - rem);
+        ctx->impl->ghash->update(ctx->ghash_state, y, last, 1);
+    }
+    sls_env_wipe(last, sizeof last);
+}
+
 /* Seal one message: out = C || T, C of len bytes. */
 static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
                  const uint8_t *in, size_t len, uint8_t *out)
 {
-    const sls_env_gcm_impl *impl = ctx->impl;
-    const void *cs = ctx->cipher_state, *gs = ctx->ghash_state;
-    uint8_t y[16] = {0}, ctr[16], ek_j0[16];
+    uint8_t y[16] = {0}, ek_j0[16];
     int short_path = is_short(ctx, len);
     /* E(K, J0) first: it does not depend on the GHASH chain, so the CPU overlaps them. */
     if (!short_path)
@@ -184,36 +229,14 @@ static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *a
         uint8_t buf[16 * (SHORT_BLOCKS + 1)];
         short_keystream(ctx, nonce, in, len, buf);
         memcpy(out, buf + 16, len);
-        impl->ghash->update(gs, y, buf + 16, (len + 15) / 16);
-        finish_tag(ctx, y, buf, aad_len, len, out + len);
+        ctx->impl->ghash->update(ctx->ghash_state, y, buf + 16, (len + 15) / 16);
+        memcpy(ek_j0, buf, 16);
         sls_env_wipe(buf, 16 * (1 + (len + 15) / 16));
-        sls_env_wipe(y, sizeof y);
-        return;
-    }
-
-    size_t whole = len / 16, rem = len % 16;
-    uint32_t counter = 2; /* inc32(J0) */
-    if (impl->bulk && whole) {
-        set_counter(ctr, nonce, counter);
-        impl->bulk->seal(cs, gs, ctr, y, in, out, whole);
     } else {
-        for (size_t done = 0; done < whole;) {
-            size_t n = whole - done < CHUNK_BLOCKS ? whole - done : CHUNK_BLOCKS;
-            set_counter(ctr, nonce, counter + (uint32_t)done);
-            impl->cipher->ctr32(cs, ctr, in + done * 16, out + done * 16, n);
-            impl->ghash->update(gs, y, out + done * 16, n);
-            done += n;
-        }
-    }
-    if (rem) {
-        uint8_t last[16] = {0};
-        memcpy(last, in + whole * 16, rem);
-        set_counter(ctr, nonce, counter + (uint32_t)whole);
-        impl->cipher->ctr32(cs, ctr, last, last, 1);
-        memset(last + rem, 0, 16 - rem); /* C's padding is zeros, not keystream */
-        memcpy(out + whole * 16, last, rem);
-        impl->ghash->update(gs, y, last, 1);
-        sls_env_wipe(last, sizeof last);
+        size_t whole = len / 16, rem = len % 16;
+        crypt_blocks(ctx, nonce, in, out, whole, y, 1);
+        if (rem)
+            crypt_partial_block(ctx, nonce, whole, in + whole * 16, out + whole * 16, rem, y, 1);
     }
     finish_tag(ctx, y, ek_j0, aad_len, len, out + len);
     sls_env_wipe(ek_j0, sizeof ek_j0);
@@ -224,9 +247,7 @@ static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *a
 static int open_one(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
                     size_t aad_len, const uint8_t *in, size_t len, uint8_t *out)
 {
-    const sls_env_gcm_impl *impl = ctx->impl;
-    const void *cs = ctx->cipher_state, *gs = ctx->ghash_state;
-    uint8_t y[16] = {0}, ctr[16], tag[16], expected[16], ek_j0[16];
+    uint8_t y[16] = {0}, tag[16], expected[16], ek_j0[16];
     memcpy(tag, in + len, 16); /* before any in-place write */
     int short_path = is_short(ctx, len);
     if (!short_path)
@@ -242,28 +263,9 @@ static int open_one(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t
         sls_env_wipe(buf, 16 * (1 + (len + 15) / 16));
     } else {
         size_t whole = len / 16, rem = len % 16;
-        uint32_t counter = 2;
-        if (impl->bulk && whole) {
-            set_counter(ctr, nonce, counter);
-            impl->bulk->open(cs, gs, ctr, y, in, out, whole);
-        } else {
-            for (size_t done = 0; done < whole;) {
-                size_t n = whole - done < CHUNK_BLOCKS ? whole - done : CHUNK_BLOCKS;
-                set_counter(ctr, nonce, counter + (uint32_t)done);
-                impl->ghash->update(gs, y, in + done * 16, n);
-                impl->cipher->ctr32(cs, ctr, in + done * 16, out + done * 16, n);
-                done += n;
-            }
-        }
-        if (rem) {
-            uint8_t last[16] = {0};
-            memcpy(last, in + whole * 16, rem);
-            impl->ghash->update(gs, y, last, 1);
-            set_counter(ctr, nonce, counter + (uint32_t)whole);
-            impl->cipher->ctr32(cs, ctr, last, last, 1);
-            memcpy(out + whole * 16, last, rem);
-            sls_env_wipe(last, sizeof last);
-        }
+        crypt_blocks(ctx, nonce, in, out, whole, y, 0);
+        if (rem)
+            crypt_partial_block(ctx, nonce, whole, in + whole * 16, out + whole * 16, rem, y, 0);
     }
     finish_tag(ctx, y, ek_j0, aad_len, len, expected);
     int ok = sls_env_ct_equal(expected, tag, 16);
