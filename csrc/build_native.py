@@ -57,7 +57,6 @@ ffibuilder.set_source(
     sources=_sources(),
     include_dirs=["csrc/include", "csrc"],
     extra_compile_args=_extra_compile_args,
-    py_limited_api=False,
 )
 
 if __name__ == "__main__":
