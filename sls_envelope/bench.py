@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM as OpenSslAesGcm
 
 from .aead import AESGCM, SM4GCM, available_implementations
 
-__all__ = ["BenchRow", "DEFAULT_SIZES", "run_bench", "parse_size", "format_size", "series", "plot"]
+__all__ = ["BenchRow", "DEFAULT_SIZES", "openssl_sm4_gcm", "run_bench", "parse_size", "format_size", "series", "plot"]
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -101,7 +101,8 @@ def _seconds_per_call(call: Callable[[], Any], min_time: float, repeat: int) -> 
     return best
 
 
-def _openssl_sm4_gcm(key: bytes) -> Encrypt:
+def openssl_sm4_gcm(key: bytes) -> Encrypt:
+    """SM4-GCM encrypt through pyca/cryptography (OpenSSL), the reference side by side."""
     def encrypt(nonce: bytes, data: bytes, aad: bytes) -> bytes:
         encryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
         encryptor.authenticate_additional_data(aad)
@@ -134,7 +135,7 @@ def _contenders(algorithm: str) -> List[Tuple[str, str, Any, bool]]:
             out.append(("sls-envelope", impl, AESGCM(key, impl=impl), True))
     else:
         key = os.urandom(16)
-        out.append(("cryptography", "openssl", _openssl_sm4_gcm(key), False))
+        out.append(("cryptography", "openssl", openssl_sm4_gcm(key), False))
         for impl in available_implementations()["sm4-gcm"]:
             out.append(("sls-envelope", impl, SM4GCM(key, impl=impl), True))
         gmssl = _gmssl_sm4_ecb(key)
