@@ -311,9 +311,21 @@ class _GcmAead:
     ) -> int:
         """Encrypt into the writable buffer ``buf`` (at least len(data) + 16 bytes);
         returns the number of bytes written."""
-        nonce, data_ptr, size, aad_ptr, aad_size = _inputs(nonce, data, associated_data)
-        out = _writable(buf, size + TAG_SIZE, data_ptr, size)
-        rc = _encrypt(self._ctx, nonce, aad_ptr, aad_size, data_ptr, size, out)
+        # The common case (bytes in, bytearray out) inlined, as in encrypt(): a bytes
+        # input cannot share memory with a bytearray, so no overlap check is needed.
+        if associated_data is None:
+            associated_data = b""
+        if (type(data) is bytes and type(buf) is bytearray and type(nonce) is bytes
+                and len(nonce) == NONCE_SIZE and type(associated_data) is bytes):
+            size = len(data)
+            if len(buf) < size + TAG_SIZE:
+                raise ValueError(f"buf must be at least {size + TAG_SIZE} bytes, got {len(buf)}")
+            rc = _encrypt(self._ctx, nonce, associated_data, len(associated_data), data, size,
+                          _from_buffer(_BYTE_ARRAY, buf))
+        else:
+            nonce, data, size, aad_ptr, aad_size = _inputs(nonce, data, associated_data)
+            out = _writable(buf, size + TAG_SIZE, data, size)
+            rc = _encrypt(self._ctx, nonce, aad_ptr, aad_size, data, size, out)
         if rc:
             _raise_for(rc)
         return size + TAG_SIZE
@@ -323,11 +335,23 @@ class _GcmAead:
     ) -> int:
         """Verify and decrypt into ``buf`` (at least len(data) - 16 bytes); returns the
         number of bytes written.  On InvalidTag, ``buf`` is zeroed where it was written."""
-        nonce, data_ptr, size, aad_ptr, aad_size = _inputs(nonce, data, associated_data)
-        if size < TAG_SIZE:
-            raise InvalidTag()
-        out = _writable(buf, size - TAG_SIZE, data_ptr, size)
-        rc = _decrypt(self._ctx, nonce, aad_ptr, aad_size, data_ptr, size, out)
+        if associated_data is None:
+            associated_data = b""
+        if (type(data) is bytes and type(buf) is bytearray and type(nonce) is bytes
+                and len(nonce) == NONCE_SIZE and type(associated_data) is bytes):
+            size = len(data)
+            if size < TAG_SIZE:
+                raise InvalidTag()
+            if len(buf) < size - TAG_SIZE:
+                raise ValueError(f"buf must be at least {size - TAG_SIZE} bytes, got {len(buf)}")
+            rc = _decrypt(self._ctx, nonce, associated_data, len(associated_data), data, size,
+                          _from_buffer(_BYTE_ARRAY, buf))
+        else:
+            nonce, data, size, aad_ptr, aad_size = _inputs(nonce, data, associated_data)
+            if size < TAG_SIZE:
+                raise InvalidTag()
+            out = _writable(buf, size - TAG_SIZE, data, size)
+            rc = _decrypt(self._ctx, nonce, aad_ptr, aad_size, data, size, out)
         if rc:
             _raise_for(rc)
         return size - TAG_SIZE
