@@ -102,10 +102,24 @@ typedef void (*sls_env_gcm_bulk_fn)(const void *cipher_state, const void *ghash_
                                     const uint8_t ctr[16], uint8_t y[16], const uint8_t *in,
                                     uint8_t *out, size_t nblocks);
 
-/* The stitched pair of a cipher/GHASH family (csrc/gcm/<alg>gcm_<impl>.c). */
+/* A whole message in one routine: E(K, J0), GHASH of the AAD, of the ciphertext and of
+ * the lengths block, CTR over every byte including a partial last block.  tag gets T
+ * when sealing and the tag expected when opening (gcm.c compares it in constant time
+ * and wipes out on a mismatch).  in == out is allowed. */
+typedef void (*sls_env_gcm_msg_fn)(const void *cipher_state, const void *ghash_state,
+                                   const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
+                                   const uint8_t *in, uint8_t *out, size_t len, uint8_t tag[16]);
+
+/* The stitched routines of a cipher/GHASH family (csrc/gcm/<alg>gcm_<impl>.c): either
+ * whole-block seal/open, around which gcm.c adds E(K, J0), the AAD, a partial block
+ * and the lengths block, or (when the per-message steps cost as much as the blocks of
+ * a short message and are worth fusing) whole-message seal_msg/open_msg, which gcm.c
+ * then uses for every message. */
 typedef struct sls_env_gcm_bulk {
     sls_env_gcm_bulk_fn seal;
     sls_env_gcm_bulk_fn open;
+    sls_env_gcm_msg_fn seal_msg; /* NULL: gcm.c composes seal with the steps around it */
+    sls_env_gcm_msg_fn open_msg;
 } sls_env_gcm_bulk;
 
 typedef struct sls_env_gcm_impl {
@@ -144,7 +158,7 @@ SLS_ENV_HIDDEN void sls_env_unavailable_bulk(const void *cipher_state, const voi
 #define SLS_ENV_UNAVAILABLE_GHASH(label)                                                         \
     {label, sls_env_unavailable_probe, sls_env_unavailable_ghash_init,                           \
      sls_env_unavailable_ghash_update}
-#define SLS_ENV_UNAVAILABLE_BULK {sls_env_unavailable_bulk, sls_env_unavailable_bulk}
+#define SLS_ENV_UNAVAILABLE_BULK {sls_env_unavailable_bulk, sls_env_unavailable_bulk, NULL, NULL}
 
 /* dispatch.c: the implementation to use for alg (name NULL = fastest available). */
 SLS_ENV_HIDDEN const sls_env_gcm_impl *sls_env_dispatch_find(int alg, const char *name);

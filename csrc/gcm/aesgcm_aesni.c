@@ -158,7 +158,7 @@ TARGET static void aesgcm_aesni_open(const void *cipher_state,
 
 
 SLS_ENV_HIDDEN const sls_env_gcm_bulk sls_env_aesgcm_aesni = {
-    aesgcm_aesni_seal, aesgcm_aesni_open,
+    aesgcm_aesni_seal, aesgcm_aesni_open, NULL, NULL,
 };
 
 #else /* !SLS_ENV_X86 */

@@ -179,7 +179,7 @@ INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
         out += 256;
         n -= 16;
         while (n >= 16) {
-            acc = aes16_ghash16(k, nr, &c, in, out, out - 256, POW(16), acc, &s);
+            acc = aes16_ghash16(k, nr, &c, in, out, out - 256, POW(SLS_ENV_GHASH_POWERS - 16), acc, &s);
             in += 256;
             out += 256;
             n -= 16;
@@ -197,7 +197,7 @@ INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
     __m256i c = first_counters(ctr, s.swap);
     __m128i acc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)y), SLS_ENV_GHASH_BSWAP_EPI8);
     while (n >= 16) {
-        acc = aes16_ghash16(k, nr, &c, in, out, in, POW(16), acc, &s);
+        acc = aes16_ghash16(k, nr, &c, in, out, in, POW(SLS_ENV_GHASH_POWERS - 16), acc, &s);
         in += 256;
         out += 256;
         n -= 16;
@@ -232,7 +232,7 @@ TGT static void aesgcm_vaes256_open(const void *cs, const void *gs,
 
 
 SLS_ENV_HIDDEN const sls_env_gcm_bulk sls_env_aesgcm_vaes256 = {
-    aesgcm_vaes256_seal, aesgcm_vaes256_open,
+    aesgcm_vaes256_seal, aesgcm_vaes256_open, NULL, NULL,
 };
 
 #else /* !SLS_ENV_X86 */

@@ -1,15 +1,20 @@
 /*
- * AES-GCM bulk with VAES and VPCLMULQDQ on zmm registers: CTR encryption of 32
- * blocks (eight registers) stitched with GHASH of 32 ciphertext blocks, as in Intel's
- * GCM white paper (Gueron & Kounavis) and its AVX-512 successors: the AES rounds and
- * the carry-less multiplications go to different execution ports and overlap instead
- * of running one after the other, and the 32 products are reduced once per iteration
- * (H^32..H^1 from the table of ghash_x86_vpclmul.h).
+ * AES-GCM with VAES and VPCLMULQDQ on zmm registers, a whole message per call: CTR
+ * encryption of 32 blocks (eight registers) stitched with GHASH of 32 ciphertext
+ * blocks, as in Intel's GCM white paper (Gueron & Kounavis) and its AVX-512
+ * successors: the AES rounds and the carry-less multiplications go to different
+ * execution ports and overlap instead of running one after the other, and the 32
+ * products are reduced once per iteration (H^32..H^1 from the table of
+ * ghash_x86_vpclmul.h).
  *
  * Sealing hashes the ciphertext of the previous iteration (still in registers) while
  * encrypting the next, so the two are independent; opening hashes the iteration's own
- * input.  The last fewer-than-32 whole blocks are done here, a register (four
- * blocks) at a time with masked loads and stores, hashed under one reduction.
+ * input.  The end of the message (the last 32 blocks in registers, fewer than 32
+ * more, a partial block through byte masks, and the lengths block) is hashed under
+ * one reduction.  E(K, J0) runs on xmm beside the first blocks and the AAD is hashed
+ * before them, in the same call: for a 1 KiB message the separate steps of gcm.c
+ * (four calls, three more reductions in the GHASH chain) cost about as much as a
+ * third of the blocks.
  *
  * Uses the key layouts of aes_x86_vaes.h and ghash_x86_vpclmul.h; the parts' probes
  * (dispatch.c checks both) cover every instruction set used here.
@@ -42,10 +47,10 @@ INL struct consts consts(void)
 }
 
 /* Little-endian counters of blocks 0..3 from the first counter block. */
-INL __m512i first_counters(const uint8_t ctr[16], __m512i swap)
+INL __m512i first_counters(__m128i ctr, __m512i swap)
 {
     return _mm512_add_epi32(
-        _mm512_shuffle_epi8(_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)ctr)), swap),
+        _mm512_shuffle_epi8(_mm512_broadcast_i32x4(ctr), swap),
         _mm512_set_epi32(3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0));
 }
 
@@ -108,18 +113,57 @@ INL void enc1(const sls_env_aes_vaes_key *k, const unsigned nr, __m512i *b)
     *b = _mm512_aesenclast_epi128(*b, RK(nr));
 }
 
-/* GHASH of 4*nx blocks in registers x (GCM byte order) followed by r (0..31 - 4*nx)
- * blocks CTR-processed here from in to out (the hash input is out when sealing, in
- * when opening), all under one reduction: with m blocks in all, block i takes
- * H^(m - i), table entry 32 - m + i.  Register-sized pieces are independent, so the
- * out-of-order core overlaps their AES chains and products. */
+/* All-ones mask of the first `bytes` (0..64) bytes of a register. */
+static inline __mmask64 byte_mask(size_t bytes)
+{
+    return bytes >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << bytes) - 1);
+}
+
+/* Mask of the qwords of the blocks that `bytes` (1..64) bytes touch (for the powers). */
+static inline __mmask8 power_mask(size_t bytes)
+{
+    return (__mmask8)((1u << (2 * ((bytes + 15) / 16))) - 1);
+}
+
+/* GHASH of len bytes (zero-padded to whole blocks, SP 800-38D 7.1 step 5) into acc,
+ * up to 64 blocks per reduction, the partial block read with a byte mask.  For the
+ * AAD, which is short in practice (a record header). */
+INL __m128i ghash_bytes(const sls_env_ghash_vpclmul_key *g, __m128i acc, const uint8_t *p, size_t len,
+                        const struct consts *s)
+{
+    while (len) {
+        size_t seg = len < 1024 ? len : 1024;
+        const uint8_t *pw = POW(SLS_ENV_GHASH_POWERS - (seg + 15) / 16);
+        __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;
+        __m512i first = _mm512_zextsi128_si512(acc);
+        for (size_t j = 0; j < seg; j += 64) {
+            size_t left = seg - j < 64 ? seg - j : 64;
+            __m512i v = _mm512_shuffle_epi8(_mm512_maskz_loadu_epi8(byte_mask(left), p + j), s->bswap);
+            sls_env_gh512_mul(_mm512_xor_si512(v, first), _mm512_maskz_loadu_epi64(power_mask(left), pw),
+                              &lo, &mi, &hi);
+            first = _mm512_setzero_si512();
+            pw += 64;
+        }
+        acc = sls_env_gh512_reduce(lo, mi, hi);
+        p += seg;
+        len -= seg;
+    }
+    return acc;
+}
+
+/* The end of a message under one reduction: GHASH of 4*nx blocks in registers x (GCM
+ * byte order), then `tail` bytes (0..511: whole blocks and a partial one) CTR-processed
+ * here from in to out (the hash input is out when sealing, in when opening; a partial
+ * block is loaded, stored and hashed through byte masks, so it is zero-padded), then
+ * the lengths block.  With m blocks in all, block i takes H^(m - i), table entry
+ * SLS_ENV_GHASH_POWERS - m + i; m <= 32 + 32 + 1 fits the table.  Register-sized
+ * pieces are independent, so the out-of-order core overlaps their AES chains and
+ * products. */
 INL __m128i finish(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key *g, const unsigned nr,
                    __m512i c, __m128i acc, const __m512i *x, const int nx, const uint8_t *in,
-                   uint8_t *out, size_t r, const int sealing, const struct consts *s)
+                   uint8_t *out, size_t tail, __m128i lengths, const int sealing, const struct consts *s)
 {
-    if (nx == 0 && r == 0)
-        return acc;
-    const uint8_t *p = POW(SLS_ENV_GHASH_POWERS - 4 * nx - r);
+    const uint8_t *p = POW(SLS_ENV_GHASH_POWERS - 4 * (size_t)nx - (tail + 15) / 16 - 1);
     __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;
     __m512i first = _mm512_zextsi128_si512(acc);
     for (int j = 0; j < nx; j++) {
@@ -128,35 +172,71 @@ INL __m128i finish(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_ke
         sls_env_gh512_mul(v, _mm512_loadu_si512(p), &lo, &mi, &hi);
         p += 64;
     }
-    while (r) {
-        size_t left = r < 4 ? r : 4;
-        __mmask8 m = (__mmask8)((1u << (2 * left)) - 1);
+    while (tail) {
+        size_t left = tail < 64 ? tail : 64;
+        __mmask64 m = byte_mask(left);
         __m512i t = next_block(k, &c, s);
         enc1(k, nr, &t);
-        __m512i v = _mm512_maskz_loadu_epi64(m, in);
+        __m512i v = _mm512_maskz_loadu_epi8(m, in);
         __m512i o = _mm512_xor_si512(t, v);
-        _mm512_mask_storeu_epi64(out, m, o);
-        __m512i h = sealing ? _mm512_maskz_mov_epi64(m, o) : v;
+        _mm512_mask_storeu_epi8(out, m, o);
+        __m512i h = sealing ? _mm512_maskz_mov_epi8(m, o) : v;
         h = _mm512_xor_si512(_mm512_shuffle_epi8(h, s->bswap), first);
         first = _mm512_setzero_si512();
-        sls_env_gh512_mul(h, _mm512_maskz_loadu_epi64(m, p), &lo, &mi, &hi);
-        p += 64;
-        in += 64;
-        out += 64;
-        r -= left;
+        sls_env_gh512_mul(h, _mm512_maskz_loadu_epi64(power_mask(left), p), &lo, &mi, &hi);
+        p += 16 * ((left + 15) / 16);
+        in += left;
+        out += left;
+        tail -= left;
     }
+    /* The lengths block by H^1, in lane 0 (lanes are reduced, then summed). */
+    __m512i l = _mm512_xor_si512(_mm512_zextsi128_si512(lengths), first);
+    sls_env_gh512_mul(l, _mm512_maskz_loadu_epi64(0x03, p), &lo, &mi, &hi);
     return sls_env_gh512_reduce(lo, mi, hi);
 }
 
+/* J0 = nonce || be32(counter) as a register (SP 800-38D 7.1 step 2 with counter 1;
+ * the message's blocks start at inc32(J0), counter 2). */
+INL __m128i counter_block(const uint8_t nonce[12], int counter)
+{
+    return _mm_mask_loadu_epi8(_mm_set_epi32(counter << 24, 0, 0, 0), 0x0fff, nonce);
+}
+
+/* E(K, J0) on xmm: it depends on nothing else, so its rounds fill gaps in the first
+ * blocks' rounds. */
+INL __m128i encrypt_j0(const sls_env_aes_vaes_key *k, const unsigned nr, const uint8_t nonce[12])
+{
+    __m128i b = _mm_xor_si128(counter_block(nonce, 1), _mm_load_si128((const __m128i *)k->rk[0]));
+#pragma GCC unroll 14
+    for (unsigned r = 1; r < nr; r++)
+        b = _mm_aesenc_si128(b, _mm_load_si128((const __m128i *)k->rk[r]));
+    return _mm_aesenclast_si128(b, _mm_load_si128((const __m128i *)k->rk[nr]));
+}
+
+/* [len(A)]_64 || [len(C)]_64 in bits, reflected (the byte reversal of the block puts
+ * len(C) in the low half). */
+INL __m128i lengths_block(size_t aad_len, size_t len)
+{
+    return _mm_set_epi64x((long long)((uint64_t)aad_len * 8), (long long)((uint64_t)len * 8));
+}
+
+INL void store_tag(uint8_t tag[16], __m128i acc, __m128i ek_j0)
+{
+    _mm_storeu_si128((__m128i *)tag, _mm_xor_si128(_mm_shuffle_epi8(acc, SLS_ENV_GHASH_BSWAP_EPI8), ek_j0));
+}
+
 INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key *g, const unsigned nr,
-                 const uint8_t ctr[16], uint8_t y[16], const uint8_t *in, uint8_t *out, size_t n)
+                 const uint8_t nonce[12], const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                 uint8_t *out, size_t len, uint8_t tag[16])
 {
     const struct consts s = consts();
-    __m512i c = first_counters(ctr, s.swap);
-    __m128i acc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)y), SLS_ENV_GHASH_BSWAP_EPI8);
+    const __m128i ek_j0 = encrypt_j0(k, nr, nonce);
+    __m128i acc = ghash_bytes(g, _mm_setzero_si128(), aad, aad_len, &s);
+    __m512i c = first_counters(counter_block(nonce, 2), s.swap);
     __m512i x[NZ];
-    if (n < 4 * NZ) {
-        acc = finish(k, g, nr, c, acc, x, 0, in, out, n, 1, &s);
+    size_t left = len;
+    if (left < 64 * NZ) {
+        acc = finish(k, g, nr, c, acc, x, 0, in, out, left, lengths_block(aad_len, len), 1, &s);
     } else {
         /* The first 32 blocks have nothing before them to hash; each later iteration
          * hashes the previous one's ciphertext, still in registers. */
@@ -170,79 +250,79 @@ INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
         }
         in += 64 * NZ;
         out += 64 * NZ;
-        n -= 4 * NZ;
-        while (n >= 4 * NZ) {
+        left -= 64 * NZ;
+        while (left >= 64 * NZ) {
             __m512i b[NZ];
             for (int j = 0; j < NZ; j++)
                 b[j] = next_block(k, &c, &s);
-            acc = aes32_ghash32(k, nr, b, x, POW(0), acc, &s);
+            acc = aes32_ghash32(k, nr, b, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ), acc, &s);
             for (int j = 0; j < NZ; j++) {
                 x[j] = _mm512_xor_si512(b[j], _mm512_loadu_si512(in + 64 * j));
                 _mm512_storeu_si512(out + 64 * j, x[j]);
             }
             in += 64 * NZ;
             out += 64 * NZ;
-            n -= 4 * NZ;
+            left -= 64 * NZ;
         }
-        /* The last 32 ciphertext blocks with H^32..H^1, then up to 31 more. */
-        acc = finish(k, g, nr, c, acc, x, NZ, in, out, 0, 1, &s);
-        acc = finish(k, g, nr, c, acc, x, 0, in, out, n, 1, &s);
+        /* The last 32 ciphertext blocks, up to 511 more bytes and the lengths. */
+        acc = finish(k, g, nr, c, acc, x, NZ, in, out, left, lengths_block(aad_len, len), 1, &s);
     }
-    _mm_storeu_si128((__m128i *)y, _mm_shuffle_epi8(acc, SLS_ENV_GHASH_BSWAP_EPI8));
+    store_tag(tag, acc, ek_j0);
 }
 
 INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key *g, const unsigned nr,
-                 const uint8_t ctr[16], uint8_t y[16], const uint8_t *in, uint8_t *out, size_t n)
+                 const uint8_t nonce[12], const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                 uint8_t *out, size_t len, uint8_t tag[16])
 {
     const struct consts s = consts();
-    __m512i c = first_counters(ctr, s.swap);
-    __m128i acc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)y), SLS_ENV_GHASH_BSWAP_EPI8);
+    const __m128i ek_j0 = encrypt_j0(k, nr, nonce);
+    __m128i acc = ghash_bytes(g, _mm_setzero_si128(), aad, aad_len, &s);
+    __m512i c = first_counters(counter_block(nonce, 2), s.swap);
+    size_t left = len;
     /* Opening hashes its own input, so hashing and decryption of one iteration are
      * independent and need no lag. */
-    while (n >= 4 * NZ) {
+    while (left >= 64 * NZ) {
         __m512i b[NZ], v[NZ];
         for (int j = 0; j < NZ; j++)
             v[j] = _mm512_loadu_si512(in + 64 * j);
         for (int j = 0; j < NZ; j++)
             b[j] = next_block(k, &c, &s);
-        acc = aes32_ghash32(k, nr, b, v, POW(0), acc, &s);
+        acc = aes32_ghash32(k, nr, b, v, POW(SLS_ENV_GHASH_POWERS - 4 * NZ), acc, &s);
         for (int j = 0; j < NZ; j++)
             _mm512_storeu_si512(out + 64 * j, _mm512_xor_si512(b[j], v[j]));
         in += 64 * NZ;
         out += 64 * NZ;
-        n -= 4 * NZ;
+        left -= 64 * NZ;
     }
-    acc = finish(k, g, nr, c, acc, NULL, 0, in, out, n, 0, &s);
-    _mm_storeu_si128((__m128i *)y, _mm_shuffle_epi8(acc, SLS_ENV_GHASH_BSWAP_EPI8));
+    acc = finish(k, g, nr, c, acc, NULL, 0, in, out, left, lengths_block(aad_len, len), 0, &s);
+    store_tag(tag, acc, ek_j0);
 }
 
-TGT static void aesgcm_vaes512_seal(const void *cs, const void *gs,
-                                    const uint8_t ctr[16], uint8_t y[16],
-                                    const uint8_t *in, uint8_t *out, size_t nblocks)
+/* One body per key size, so the round loops unroll completely. */
+#define BY_ROUNDS(body)                                                                       \
+    const sls_env_aes_vaes_key *k = cs;                                                       \
+    switch (k->rounds) {                                                                      \
+    case 10: body(k, gs, 10, nonce, aad, aad_len, in, out, len, tag); break;                  \
+    case 12: body(k, gs, 12, nonce, aad, aad_len, in, out, len, tag); break;                  \
+    default: body(k, gs, 14, nonce, aad, aad_len, in, out, len, tag); break;                  \
+    }
+
+TGT static void aesgcm_vaes512_seal(const void *cs, const void *gs, const uint8_t nonce[12],
+                                    const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                                    uint8_t *out, size_t len, uint8_t tag[16])
 {
-    const sls_env_aes_vaes_key *k = cs;
-    switch (k->rounds) {
-    case 10: seal_nr(k, gs, 10, ctr, y, in, out, nblocks); break;
-    case 12: seal_nr(k, gs, 12, ctr, y, in, out, nblocks); break;
-    default: seal_nr(k, gs, 14, ctr, y, in, out, nblocks); break;
-    }
+    BY_ROUNDS(seal_nr)
 }
 
-TGT static void aesgcm_vaes512_open(const void *cs, const void *gs,
-                                    const uint8_t ctr[16], uint8_t y[16],
-                                    const uint8_t *in, uint8_t *out, size_t nblocks)
+TGT static void aesgcm_vaes512_open(const void *cs, const void *gs, const uint8_t nonce[12],
+                                    const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                                    uint8_t *out, size_t len, uint8_t tag[16])
 {
-    const sls_env_aes_vaes_key *k = cs;
-    switch (k->rounds) {
-    case 10: open_nr(k, gs, 10, ctr, y, in, out, nblocks); break;
-    case 12: open_nr(k, gs, 12, ctr, y, in, out, nblocks); break;
-    default: open_nr(k, gs, 14, ctr, y, in, out, nblocks); break;
-    }
+    BY_ROUNDS(open_nr)
 }
-
 
 SLS_ENV_HIDDEN const sls_env_gcm_bulk sls_env_aesgcm_vaes512 = {
-    aesgcm_vaes512_seal, aesgcm_vaes512_open,
+    NULL, NULL, aesgcm_vaes512_seal, aesgcm_vaes512_open,
 };
 
 #else /* !SLS_ENV_X86 */

@@ -29,10 +29,13 @@
 #if SLS_ENV_X86
 #include <immintrin.h>
 
-#define SLS_ENV_GHASH_POWERS 32
+/* H^68..H^1: the stitched AES-GCM routines reduce up to 32 blocks in registers, 32
+ * more of a message's tail and its lengths block at once (aesgcm_vaes512.c); a
+ * multiple of four keeps every run of four powers ending at H^1 64-byte aligned. */
+#define SLS_ENV_GHASH_POWERS 68
 
 typedef struct {
-    /* pow[i] = H^(32 - i) * x^-1 in the representation above: descending, so the
+    /* pow[i] = H^(68 - i) * x^-1 in the representation above: descending, so the
      * powers for a run of k blocks ending with H^1 are the last k entries, in the
      * order the blocks come. */
     SLS_ENV_ALIGN(64) uint8_t pow[SLS_ENV_GHASH_POWERS][16];
