@@ -113,44 +113,6 @@ INL void enc1(const sls_env_aes_vaes_key *k, const unsigned nr, __m512i *b)
     *b = _mm512_aesenclast_epi128(*b, RK(nr));
 }
 
-/* All-ones mask of the first `bytes` (0..64) bytes of a register. */
-static inline __mmask64 byte_mask(size_t bytes)
-{
-    return bytes >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << bytes) - 1);
-}
-
-/* Mask of the qwords of the blocks that `bytes` (1..64) bytes touch (for the powers). */
-static inline __mmask8 power_mask(size_t bytes)
-{
-    return (__mmask8)((1u << (2 * ((bytes + 15) / 16))) - 1);
-}
-
-/* GHASH of len bytes (zero-padded to whole blocks, SP 800-38D 7.1 step 5) into acc,
- * up to 64 blocks per reduction, the partial block read with a byte mask.  For the
- * AAD, which is short in practice (a record header). */
-INL __m128i ghash_bytes(const sls_env_ghash_vpclmul_key *g, __m128i acc, const uint8_t *p, size_t len,
-                        const struct consts *s)
-{
-    while (len) {
-        size_t seg = len < 1024 ? len : 1024;
-        const uint8_t *pw = POW(SLS_ENV_GHASH_POWERS - (seg + 15) / 16);
-        __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;
-        __m512i first = _mm512_zextsi128_si512(acc);
-        for (size_t j = 0; j < seg; j += 64) {
-            size_t left = seg - j < 64 ? seg - j : 64;
-            __m512i v = _mm512_shuffle_epi8(_mm512_maskz_loadu_epi8(byte_mask(left), p + j), s->bswap);
-            sls_env_gh512_mul(_mm512_xor_si512(v, first), _mm512_maskz_loadu_epi64(power_mask(left), pw),
-                              &lo, &mi, &hi);
-            first = _mm512_setzero_si512();
-            pw += 64;
-        }
-        acc = sls_env_gh512_reduce(lo, mi, hi);
-        p += seg;
-        len -= seg;
-    }
-    return acc;
-}
-
 /* The end of a message under one reduction: GHASH of 4*nx blocks in registers x (GCM
  * byte order), then `tail` bytes (0..511: whole blocks and a partial one) CTR-processed
  * here from in to out (the hash input is out when sealing, in when opening; a partial
@@ -174,7 +136,7 @@ INL __m128i finish(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_ke
     }
     while (tail) {
         size_t left = tail < 64 ? tail : 64;
-        __mmask64 m = byte_mask(left);
+        __mmask64 m = sls_env_byte_mask64(left);
         __m512i t = next_block(k, &c, s);
         enc1(k, nr, &t);
         __m512i v = _mm512_maskz_loadu_epi8(m, in);
@@ -183,7 +145,7 @@ INL __m128i finish(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_ke
         __m512i h = sealing ? _mm512_maskz_mov_epi8(m, o) : v;
         h = _mm512_xor_si512(_mm512_shuffle_epi8(h, s->bswap), first);
         first = _mm512_setzero_si512();
-        sls_env_gh512_mul(h, _mm512_maskz_loadu_epi64(power_mask(left), p), &lo, &mi, &hi);
+        sls_env_gh512_mul(h, _mm512_maskz_loadu_epi64(sls_env_power_mask(left), p), &lo, &mi, &hi);
         p += 16 * ((left + 15) / 16);
         in += left;
         out += left;
@@ -231,7 +193,7 @@ INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
 {
     const struct consts s = consts();
     const __m128i ek_j0 = encrypt_j0(k, nr, nonce);
-    __m128i acc = ghash_bytes(g, _mm_setzero_si128(), aad, aad_len, &s);
+    __m128i acc = sls_env_gh512_bytes(g, _mm_setzero_si128(), aad, aad_len);
     __m512i c = first_counters(counter_block(nonce, 2), s.swap);
     __m512i x[NZ];
     size_t left = len;
@@ -276,7 +238,7 @@ INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
 {
     const struct consts s = consts();
     const __m128i ek_j0 = encrypt_j0(k, nr, nonce);
-    __m128i acc = ghash_bytes(g, _mm_setzero_si128(), aad, aad_len, &s);
+    __m128i acc = sls_env_gh512_bytes(g, _mm_setzero_si128(), aad, aad_len);
     __m512i c = first_counters(counter_block(nonce, 2), s.swap);
     size_t left = len;
     /* Opening hashes its own input, so hashing and decryption of one iteration are

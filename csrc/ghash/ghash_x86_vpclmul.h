@@ -29,13 +29,14 @@
 #if SLS_ENV_X86
 #include <immintrin.h>
 
-/* H^68..H^1: the stitched AES-GCM routines reduce up to 32 blocks in registers, 32
- * more of a message's tail and its lengths block at once (aesgcm_vaes512.c); a
- * multiple of four keeps every run of four powers ending at H^1 64-byte aligned. */
-#define SLS_ENV_GHASH_POWERS 68
+/* H^84..H^1: the whole-message routines reduce the end of a message at once, up to
+ * 32 blocks in registers, 32 more and the lengths block for AES (aesgcm_vaes512.c),
+ * up to 80 blocks and the lengths block for SM4 (sm4gcm_gfni.c); a multiple of four
+ * keeps every run of four powers ending at H^1 64-byte aligned. */
+#define SLS_ENV_GHASH_POWERS 84
 
 typedef struct {
-    /* pow[i] = H^(68 - i) * x^-1 in the representation above: descending, so the
+    /* pow[i] = H^(84 - i) * x^-1 in the representation above: descending, so the
      * powers for a run of k blocks ending with H^1 are the last k entries, in the
      * order the blocks come. */
     SLS_ENV_ALIGN(64) uint8_t pow[SLS_ENV_GHASH_POWERS][16];
@@ -130,6 +131,47 @@ SLS_ENV_T_GH512 static inline __m128i sls_env_gh512_reduce(__m512i lo, __m512i m
                                    _mm512_clmulepi64_epi128(mi, k, 0x00), 0x96);
     __m256i h2 = _mm256_xor_si256(_mm512_castsi512_si256(hi), _mm512_extracti64x4_epi64(hi, 1));
     return _mm_xor_si128(_mm256_castsi256_si128(h2), _mm256_extracti128_si256(h2, 1));
+}
+
+/* All-ones mask of the first `bytes` (0..64) bytes of a zmm register. */
+static inline __mmask64 sls_env_byte_mask64(size_t bytes)
+{
+    return bytes >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << bytes) - 1);
+}
+
+/* Mask of the qwords of the blocks that the first `bytes` (1..64) bytes of a register
+ * touch: which of four powers of H a partly filled register needs. */
+static inline __mmask8 sls_env_power_mask(size_t bytes)
+{
+    return (__mmask8)((1u << (2 * ((bytes + 15) / 16))) - 1);
+}
+
+/* GHASH of len bytes (zero-padded to whole blocks, SP 800-38D 7.1 step 5) into acc
+ * (reflected), up to 64 blocks per reduction, a partial block read through a byte
+ * mask.  For the AAD of the whole-message routines, which is short in practice (a
+ * record header). */
+SLS_ENV_T_GH512 static inline __m128i sls_env_gh512_bytes(const sls_env_ghash_vpclmul_key *g, __m128i acc,
+                                                          const uint8_t *p, size_t len)
+{
+    const __m512i bswap = _mm512_broadcast_i32x4(SLS_ENV_GHASH_BSWAP_EPI8);
+    while (len) {
+        size_t seg = len < 1024 ? len : 1024;
+        const uint8_t *pw = g->pow[SLS_ENV_GHASH_POWERS - (seg + 15) / 16];
+        __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;
+        __m512i first = _mm512_zextsi128_si512(acc);
+        for (size_t j = 0; j < seg; j += 64) {
+            size_t left = seg - j < 64 ? seg - j : 64;
+            __m512i v = _mm512_shuffle_epi8(_mm512_maskz_loadu_epi8(sls_env_byte_mask64(left), p + j), bswap);
+            sls_env_gh512_mul(_mm512_xor_si512(v, first),
+                              _mm512_maskz_loadu_epi64(sls_env_power_mask(left), pw), &lo, &mi, &hi);
+            first = _mm512_setzero_si512();
+            pw += 64;
+        }
+        acc = sls_env_gh512_reduce(lo, mi, hi);
+        p += seg;
+        len -= seg;
+    }
+    return acc;
 }
 
 /* ---- ymm: two blocks per register ---------------------------------------------- */

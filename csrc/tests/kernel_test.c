@@ -10,8 +10,9 @@
  *     contain), RFC 8998 appendix A.1 (SM4-GCM), GB/T 32907-2016 appendix A
  *     examples 1 and 2 (SM4, the second iterated 10^6 times);
  *   - differential against the "portable" implementation of the same algorithm:
- *     every message length 0..600 and random ones up to 70,000 bytes, random AAD
- *     (and AAD of 1,000 to 4,200 bytes), unaligned buffers, in place, raw blocks;
+ *     every message length 0..600, every length within 17 bytes of 1, 1.25, 1.5, 2, 4
+ *     and 16 KiB, random ones up to 70,000 bytes, random AAD (and AAD of 1,000 to
+ *     4,200 bytes), unaligned buffers, in place, raw blocks;
  *   - the batch API against single calls (per-message, equal and shared lengths),
  *     the records API against single calls, the scratch API;
  *   - tag failures: SLS_ENV_ERR_AUTH with every output byte zeroed (single, batch,
@@ -296,6 +297,12 @@ static void differential(int alg, const char *impl, int random_long)
         one_message(ref, ctx, len, rnd_below(4) == 0 ? 0 : rnd_below(80), what);
     for (int i = 0; i < random_long; i++)
         one_message(ref, ctx, rnd_below(70001), rnd_below(600), what);
+    /* Around the whole-group and pass boundaries of the wide paths (64, 80, 96... blocks,
+     * where SM4 gfni moves E(K, J0) out of the groups). */
+    static const size_t bounds[] = {1024, 1280, 1536, 2048, 4096, 16384};
+    for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++)
+        for (size_t len = bounds[i] - 17; len <= bounds[i] + 17; len++)
+            one_message(ref, ctx, len, rnd_below(40), what);
     /* Long AAD, across the 64-block pieces the fused paths hash it in. */
     for (size_t aad_len = 1000; aad_len <= 4200; aad_len += 13 + aad_len / 8)
         one_message(ref, ctx, rnd_below(1100), aad_len, what);
