@@ -17,7 +17,7 @@ import functools
 import os
 import secrets
 import struct
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, List, NoReturn, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
 from .exceptions import InvalidTag
@@ -104,7 +104,7 @@ class ProcessForked(Exception):
     began (see fork_generation()); the caller starts a new session and retries."""
 
 
-def _raise_for(rc: int) -> None:
+def _raise_for(rc: int) -> NoReturn:
     if rc in (lib.SLS_ENV_ERR_AUTH, lib.SLS_ENV_ERR_SHORT):
         raise InvalidTag()
     if rc == lib.SLS_ENV_ERR_NOMEM:
@@ -278,33 +278,42 @@ class _GcmAead:
     def encrypt(self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer]) -> bytes:
         """Encrypt and authenticate; returns ciphertext || tag (len(data) + 16 bytes)."""
         # The argument checks of _inputs(), inlined: this is the shippers' hot path and a
-        # Python call costs as much as encrypting a few hundred bytes.
-        if type(nonce) is not bytes or len(nonce) != NONCE_SIZE:
+        # Python call costs as much as encrypting a few hundred bytes.  (x.__class__ is
+        # a slot read; type(x) a call.)
+        if nonce.__class__ is not bytes or len(nonce) != 12:
             nonce = _nonce_bytes(nonce)
-        if type(data) is not bytes:
+        if data.__class__ is not bytes:
             data, size = _view(data, "data")
         else:
             size = len(data)
-        if associated_data is None:
-            associated_data, aad_size = b"", 0
-        elif type(associated_data) is not bytes:
-            associated_data, aad_size = _view(associated_data, "associated_data")
+        if associated_data.__class__ is not bytes:
+            if associated_data is None:
+                associated_data, aad_size = b"", 0
+            else:
+                associated_data, aad_size = _view(associated_data, "associated_data")
         else:
             aad_size = len(associated_data)
-        out = _encrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
-        if not out:
-            _raise_for(_last_error())
-        return _unpack(out, size + TAG_SIZE)  # type: ignore[no-any-return]
+        try:
+            # A NULL result (an error) makes unpack raise, so the common case pays no test.
+            return _unpack(  # type: ignore[no-any-return]
+                _encrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size), size + 16
+            )
+        except RuntimeError:
+            pass
+        _raise_for(_last_error())  # outside the handler: no RuntimeError in the traceback
 
     def decrypt(self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer]) -> bytes:
         """Verify and decrypt ciphertext || tag; raises InvalidTag on any mismatch."""
         nonce, data, size, associated_data, aad_size = _inputs(nonce, data, associated_data)
         if size < TAG_SIZE:
             raise InvalidTag()
-        out = _decrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size)
-        if not out:
-            _raise_for(_last_error())
-        return _unpack(out, size - TAG_SIZE)  # type: ignore[no-any-return]
+        try:
+            return _unpack(  # type: ignore[no-any-return]
+                _decrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size), size - 16
+            )
+        except RuntimeError:
+            pass
+        _raise_for(_last_error())
 
     def encrypt_into(
         self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer], buf: Any
