@@ -493,6 +493,47 @@ int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
     return SLS_ENV_OK;
 }
 
+int sls_env_open_records(const sls_env_aead *ctx, const uint8_t *header, size_t header_len,
+                         size_t nonce_offset, size_t n, const uint8_t *in, const size_t *in_lens,
+                         size_t in_len_each, uint8_t *out, size_t *failed_index)
+{
+    if (ctx == NULL || header == NULL || failed_index == NULL || (n && (in == NULL || out == NULL)) ||
+        nonce_offset > header_len || header_len - nonce_offset < SLS_ENV_NONCE_LEN)
+        return SLS_ENV_ERR_ARG;
+    *failed_index = 0;
+    /* Headers and lengths are public: check them all before opening anything.  The
+     * template's tail starts after the nonce. */
+    size_t tail = nonce_offset + SLS_ENV_NONCE_LEN, total = 0;
+    const uint8_t *rec = in;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = in_lens ? in_lens[i] : in_len_each;
+        *failed_index = i;
+        if (len < header_len || len - header_len < SLS_ENV_TAG_LEN)
+            return SLS_ENV_ERR_SHORT;
+        int rc = check_lengths(header_len, len - header_len - SLS_ENV_TAG_LEN);
+        if (rc != SLS_ENV_OK)
+            return rc;
+        if (memcmp(rec, header, nonce_offset) != 0 || memcmp(rec + tail, header + tail, header_len - tail) != 0)
+            return SLS_ENV_ERR_HEADER;
+        total += len - header_len - SLS_ENV_TAG_LEN;
+        rec += len;
+    }
+    *failed_index = 0;
+    rec = in;
+    uint8_t *o = out;
+    for (size_t i = 0; i < n; i++) {
+        size_t clen = (in_lens ? in_lens[i] : in_len_each) - header_len - SLS_ENV_TAG_LEN;
+        if (open_one(ctx, rec + nonce_offset, rec, header_len, rec + header_len, clen, o) != SLS_ENV_OK) {
+            *failed_index = i;
+            sls_env_wipe(out, total); /* nothing of the batch is released */
+            return SLS_ENV_ERR_AUTH;
+        }
+        o += clen;
+        rec += header_len + clen + SLS_ENV_TAG_LEN;
+    }
+    return SLS_ENV_OK;
+}
+
 char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header,
                                   size_t header_len, size_t nonce_offset,
                                   const uint8_t *nonce_prefix, uint64_t counter,

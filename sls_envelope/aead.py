@@ -455,6 +455,32 @@ class _GcmAead:
             _raise_for(lib.sls_env_last_error())
         return ffi.unpack(out, size - header_len - TAG_SIZE)  # type: ignore[no-any-return]
 
+    def _open_records(
+        self, header: bytes, nonce_offset: int, records: Sequence[Buffer]
+    ) -> Optional[List[bytes]]:
+        """Verify and decrypt records whose headers all equal `header` outside their
+        nonce (one session's records), in one C call.  Returns None, having opened
+        nothing, if one differs or is too short (the caller then goes record by record
+        for the exact error); raises InvalidTag naming the first record that fails."""
+        packed = _Packed(records, "records")
+        header_len = len(header)
+        sizes = _shifted(packed, -header_len - TAG_SIZE)
+        if packed.sizes and min(packed.sizes) < header_len + TAG_SIZE:
+            return None
+        buf = self._scratch(sum(sizes))
+        failed = ffi.new("size_t *")
+        rc = lib.sls_env_open_records(
+            self._ctx, header, header_len, nonce_offset, len(sizes), packed.blob, packed.lens, packed.each,
+            buf, failed,
+        )
+        if rc in (lib.SLS_ENV_ERR_HEADER, lib.SLS_ENV_ERR_SHORT):
+            return None
+        if rc == lib.SLS_ENV_ERR_AUTH:
+            raise InvalidTag(f"authentication failed for record {failed[0]}", index=int(failed[0]))
+        if rc != lib.SLS_ENV_OK:
+            _raise_for(rc)
+        return _split(buf, sizes)
+
     # ---- helpers ---------------------------------------------------------------
 
     @staticmethod

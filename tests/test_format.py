@@ -302,6 +302,57 @@ def test_open_many_names_the_bad_index() -> None:
         c.open_many([blobs[0], blobs[0], b"junk"])
 
 
+@pytest.mark.parametrize("suite", SUITE_NAMES)
+def test_open_many_one_session_in_one_call(suite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = codec(suite)
+    batches = [os.urandom(n) for n in (0, 1, 15, 16, 17, 1000, 4096)]
+    blobs = c.seal_many(batches)
+    calls: List[int] = []
+    real = sls_envelope.aead._GcmAead._open_records
+
+    def counting(self: Any, *args: Any) -> Any:
+        result = real(self, *args)
+        calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr(sls_envelope.aead._GcmAead, "_open_records", counting)
+    assert c.open_many(blobs) == batches
+    assert calls == [True]  # one C call opened them all
+
+
+@pytest.mark.parametrize("where", [0, 3, 6])
+def test_open_many_one_call_fails_whole_at_the_first_bad_tag(where: int) -> None:
+    c = codec()
+    blobs = c.seal_many([bytes([i]) * 50 for i in range(7)])
+    blobs[where] = blobs[where][:-1] + bytes([blobs[where][-1] ^ 0x80])
+    if where < 6:
+        blobs[6] = blobs[6][:-1] + bytes([blobs[6][-1] ^ 1])  # a later failure is not the one named
+    with pytest.raises(InvalidTag, match=f"batch {where}") as info:
+        c.open_many(blobs)
+    assert info.value.index == where
+
+
+def test_open_many_across_sessions_and_odd_items_goes_blob_by_blob() -> None:
+    a, b = codec(), codec()  # same key and context, different sessions (salts)
+    mixed = [a.seal(b"one"), b.seal(b"two"), a.seal(b"three")]
+    assert fmt.inspect(mixed[0])["session"] != fmt.inspect(mixed[1])["session"]
+    assert a.open_many(mixed) == [b"one", b"two", b"three"]
+    blobs = a.seal_many([b"x", b"y", b"z"])
+    assert a.open_many([bytearray(blobs[0]), memoryview(blobs[1]), blobs[2]]) == [b"x", b"y", b"z"]
+    assert a.open_many([blobs[0], bytearray(blobs[1])]) == [b"x", b"y"]
+    # A later header changed outside its nonce (reserved flags): named as the per-blob
+    # path names it, not as a tag failure.
+    bad_flags = blobs[2][:6] + b"\x01" + blobs[2][7:]
+    with pytest.raises(FormatError, match="batch 2.*flags"):
+        a.open_many([blobs[0], blobs[1], bad_flags])
+    with pytest.raises(FormatError, match="batch 1.*truncated"):
+        a.open_many([blobs[0], blobs[1][:50]])
+    with pytest.raises(FormatError, match="batch 0"):
+        a.open_many([b"junk", blobs[1]])
+    with pytest.raises(FormatError, match="batch 1"):
+        a.open_many([blobs[0], 42])
+
+
 def test_new_session_at_the_batch_limit() -> None:
     c = codec(max_batches=3)
     blobs = [c.seal(bytes([i])) for i in range(7)]

@@ -45,6 +45,7 @@ extern "C" {
 #define SLS_ENV_ERR_AUTH -7       /* tag mismatch: output wiped */
 #define SLS_ENV_ERR_ARG -8        /* NULL pointer or otherwise invalid argument */
 #define SLS_ENV_ERR_FORKED -9     /* the process forked since the caller's session began */
+#define SLS_ENV_ERR_HEADER -10    /* a record's header differs from the template (open_records) */
 
 typedef struct sls_env_aead sls_env_aead;
 
@@ -133,6 +134,15 @@ int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
                          uint8_t *out);
 char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t record_len,
                           size_t header_len, size_t nonce_offset);
+/* Many records of one session: each record's header must equal the template outside
+ * its nonce (the seal_records layout), which is checked for every record before any
+ * is opened (SLS_ENV_ERR_HEADER or SLS_ENV_ERR_SHORT with *failed_index, nothing
+ * written).  Records are packed as messages are in sls_env_aead_decrypt_many; the
+ * plaintexts come out back to back.  On SLS_ENV_ERR_AUTH, *failed_index is the first
+ * record that failed and the whole output is zeroed. */
+int sls_env_open_records(const sls_env_aead *ctx, const uint8_t *header, size_t header_len,
+                         size_t nonce_offset, size_t n, const uint8_t *in, const size_t *in_lens,
+                         size_t in_len_each, uint8_t *out, size_t *failed_index);
 /* One record sealed into the calling thread's scratch buffer, placed so that its
  * ciphertext starts on a 64-byte boundary (wide stores then never split a cache
  * line); returns the record's first byte, or NULL with sls_env_last_error().

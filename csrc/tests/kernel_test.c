@@ -484,6 +484,51 @@ static void records_api(int alg, const char *impl)
             rec += rlen;
             m += lens[i];
         }
+        /* All of them in one call: the plaintexts back to back. */
+        size_t *rlens = xmalloc(n * sizeof *rlens), failed = 99;
+        for (size_t i = 0; i < n; i++)
+            rlens[i] = header_len + lens[i] + 16;
+        uint8_t *plain = xmalloc(total + 1);
+        CHECK(sls_env_open_records(ctx, header, header_len, nonce_offset, n, out, rlens, 0, plain,
+                                   &failed) == SLS_ENV_OK && memcmp(plain, in, total) == 0,
+              "%s: open_records", what);
+        /* A flipped byte (ciphertext, tag or nonce) of record j: AUTH naming j, the whole
+         * output zeroed. */
+        size_t j = rnd_below(n), at = 0;
+        for (size_t i = 0; i < j; i++)
+            at += rlens[i];
+        size_t flip = nonce_offset + rnd_below(rlens[j] - nonce_offset);
+        if (flip >= nonce_offset + 12 && flip < header_len)
+            flip = header_len; /* outside the nonce the header is the template's (below) */
+        if (flip >= rlens[j])
+            flip = nonce_offset;
+        out[at + flip] ^= 0x40;
+        memset(plain, 0xa5, total);
+        CHECK(sls_env_open_records(ctx, header, header_len, nonce_offset, n, out, rlens, 0, plain,
+                                   &failed) == SLS_ENV_ERR_AUTH && failed == j && all_zero(plain, total),
+              "%s: open_records with record %zu byte %zu flipped", what, j, flip);
+        out[at + flip] ^= 0x40;
+        /* A header byte outside the nonce: HEADER naming j, nothing written. */
+        if (header_len > 12) {
+            size_t h = rnd_below(header_len - 12);
+            h = h < nonce_offset ? h : h + 12;
+            out[at + h] ^= 1;
+            memset(plain, 0xa5, total);
+            CHECK(sls_env_open_records(ctx, header, header_len, nonce_offset, n, out, rlens, 0, plain,
+                                       &failed) == SLS_ENV_ERR_HEADER && failed == j,
+                  "%s: open_records with record %zu header byte %zu changed", what, j, h);
+            CHECK(total == 0 || plain[0] == 0xa5, "%s: open_records wrote before refusing", what);
+            out[at + h] ^= 1;
+        }
+        /* A record too short for a header and a tag: SHORT naming it. */
+        size_t saved = rlens[j];
+        rlens[j] = header_len + 15;
+        CHECK(sls_env_open_records(ctx, header, header_len, nonce_offset, n, out, rlens, 0, plain,
+                                   &failed) == SLS_ENV_ERR_SHORT && failed == j,
+              "%s: open_records short record", what);
+        rlens[j] = saved;
+        free(rlens);
+        free(plain);
         free(lens);
         free(in);
         free(out);
