@@ -12,7 +12,8 @@
  *      input back, and every implementation must produce the same bytes as the
  *      portable one;
  *   3. sls_env_seal_records then sls_env_open_record of each record, round trip, and
- *      sls_env_seal_record_scratch giving each record's bytes again.
+ *      sls_env_seal_record_scratch giving each record's bytes again; then
+ *      sls_env_open_records of them all, and of them all with one byte changed.
  * Any sanitizer report, or an oracle failure (abort()), is a finding.  Decryption of
  * fuzzed bytes must fail cleanly: a code, a failed_index inside the batch, and a
  * zeroed output.
@@ -190,6 +191,31 @@ static void fuzz_records(const sls_env_aead *ctx, struct reader *r)
             rec += rlen;
             m += lens[i];
         }
+        /* All records in one call, then again with one fuzz-chosen byte changed: the
+         * change is refused with a code naming a record inside the batch (a tag failure
+         * leaving the output zeroed), or, XOR 0, the batch opens again. */
+        size_t rlens[MAX_MSGS], failed = 0, records = total + n * (header_len + 16);
+        for (size_t i = 0; i < n; i++)
+            rlens[i] = header_len + lens[i] + 16;
+        uint8_t *plain = malloc(total + 1);
+        must(sls_env_open_records(ctx, header, header_len, nonce_offset, n, out, rlens, 0, plain,
+                                  &failed) == SLS_ENV_OK &&
+             memcmp(plain, in, total) == 0);
+        if (records) {
+            size_t at = take_u16(r) % records;
+            uint8_t x = take_u8(r);
+            out[at] ^= x;
+            rc = sls_env_open_records(ctx, header, header_len, nonce_offset, n, out, rlens, 0, plain,
+                                      &failed);
+            if (x == 0) {
+                must(rc == SLS_ENV_OK && memcmp(plain, in, total) == 0);
+            } else {
+                must((rc == SLS_ENV_ERR_AUTH || rc == SLS_ENV_ERR_HEADER) && failed < n);
+                for (size_t i = 0; rc == SLS_ENV_ERR_AUTH && i < total; i++)
+                    must(plain[i] == 0);
+            }
+        }
+        free(plain);
     }
     free(in);
     free(out);

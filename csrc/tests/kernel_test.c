@@ -14,7 +14,8 @@
  *     and 16 KiB, random ones up to 70,000 bytes, random AAD (and AAD of 1,000 to
  *     4,200 bytes), unaligned buffers, in place, raw blocks;
  *   - the batch API against single calls (per-message, equal and shared lengths),
- *     the records API against single calls, the scratch API;
+ *     the records API against single calls and open_records against its inputs
+ *     (with a flipped byte, a changed header, a short record), the scratch API;
  *   - tag failures: SLS_ENV_ERR_AUTH with every output byte zeroed (single, batch,
  *     records);
  *   - bad arguments and lengths returning their documented codes.
