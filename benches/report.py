@@ -44,8 +44,12 @@ def main(path: str) -> None:
     data = json.load(open(path))
     mhz = nominal_mhz(data.get("machine_info", {}))
     groups: Dict[Tuple[str, int], List[Dict[str, Any]]] = defaultdict(list)
+    plain: List[Dict[str, Any]] = []  # unparametrized (benches/bench_logstore.py): one table
     for bench in data["benchmarks"]:
         params = bench.get("params") or {}
+        if not params:
+            plain.append(bench)
+            continue
         size = params.get("size") or bench.get("extra_info", {}).get("bytes_per_round", 0)
         groups[(bench["group"], size)].append(bench)
     by_group: Dict[str, List[int]] = defaultdict(list)
@@ -77,6 +81,13 @@ def main(path: str) -> None:
                 ratio = f"{baseline / median:.2f}x" if baseline and "threads" not in params else ""
                 shown = size_label(size) if size else ""
                 print(f"| {shown} | {label} | {median / messages * 1e9:,.0f} | {gbps} | {cpb} | {ratio} |")
+    if plain:
+        print("\n### Logstore encryption (`benches/bench_logstore.py`)\n")
+        print('Median per call (a "1000 x 1KiB" call handles 1,000 batches):\n')
+        print("| group | benchmark | median per call |")
+        print("|---|---|---:|")
+        for bench in sorted(plain, key=lambda b: (b["group"], b["stats"]["median"])):
+            print(f"| {bench['group']} | {bench['name']} | {bench['stats']['median'] * 1e6:,.1f} µs |")
 
 
 if __name__ == "__main__":
