@@ -128,12 +128,8 @@ INL __m128i finish(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_ke
     const uint8_t *p = POW(SLS_ENV_GHASH_POWERS - 4 * (size_t)nx - (tail + 15) / 16 - 1);
     __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;
     __m512i first = _mm512_zextsi128_si512(acc);
-    for (int j = 0; j < nx; j++) {
-        __m512i v = _mm512_xor_si512(_mm512_shuffle_epi8(x[j], s->bswap), first);
-        first = _mm512_setzero_si512();
-        sls_env_gh512_mul(v, _mm512_loadu_si512(p), &lo, &mi, &hi);
-        p += 64;
-    }
+    for (int j = 0; j < nx; j++)
+        sls_env_gh512_absorb(x[j], 64, &p, &first, &lo, &mi, &hi);
     while (tail) {
         size_t left = tail < 64 ? tail : 64;
         __mmask64 m = sls_env_byte_mask64(left);
@@ -142,11 +138,7 @@ INL __m128i finish(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_ke
         __m512i v = _mm512_maskz_loadu_epi8(m, in);
         __m512i o = _mm512_xor_si512(t, v);
         _mm512_mask_storeu_epi8(out, m, o);
-        __m512i h = sealing ? _mm512_maskz_mov_epi8(m, o) : v;
-        h = _mm512_xor_si512(_mm512_shuffle_epi8(h, s->bswap), first);
-        first = _mm512_setzero_si512();
-        sls_env_gh512_mul(h, _mm512_maskz_loadu_epi64(sls_env_power_mask(left), p), &lo, &mi, &hi);
-        p += 16 * ((left + 15) / 16);
+        sls_env_gh512_absorb(sealing ? _mm512_maskz_mov_epi8(m, o) : v, left, &p, &first, &lo, &mi, &hi);
         in += left;
         out += left;
         tail -= left;

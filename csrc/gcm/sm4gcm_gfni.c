@@ -38,18 +38,6 @@ static inline __mmask64 range_mask(size_t at, size_t lo, size_t hi)
     return a >= b ? 0 : sls_env_byte_mask64(b) & ~sls_env_byte_mask64(a);
 }
 
-/* Ciphertext block(s) of one register, GCM byte order, into the sums with their powers
- * of H: four at pw unless the register is the pass's last and holds fewer. */
-INL void hash_register(__m512i c, size_t blocks, const uint8_t **pw, __m512i *first, __m512i *lo,
-                       __m512i *mi, __m512i *hi)
-{
-    const __m512i bswap = _mm512_broadcast_i32x4(SLS_ENV_GHASH_BSWAP_EPI8);
-    __m512i h = blocks == 4 ? _mm512_loadu_si512(*pw) : _mm512_maskz_loadu_epi64(sls_env_power_mask(16 * blocks), *pw);
-    sls_env_gh512_mul(_mm512_xor_si512(_mm512_shuffle_epi8(c, bswap), *first), h, lo, mi, hi);
-    *first = _mm512_setzero_si512();
-    *pw += 16 * blocks;
-}
-
 /* What a pass needs besides its counters. */
 struct msg {
     const uint32_t *rk;
@@ -76,7 +64,6 @@ struct msg {
     INL __m128i NAME(struct msg *s, __m512i w0, __m512i w1, __m512i w2, __m512i *w3, size_t v,     \
                      size_t nb, __m128i acc, const int sealing, const int last)                    \
     {                                                                                              \
-        const __m512i sixteen = _mm512_set1_epi32(16);                                             \
         const size_t lo_byte = v ? 16 * v : 16 * s->shift;                                         \
         const size_t hi_byte = 16 * (v + nb) < s->end ? 16 * (v + nb) : s->end;                     \
         const int acc_in_lengths = v == 0 && s->empty;                                             \
@@ -86,13 +73,7 @@ struct msg {
                         : v == 0 && s->shift ? _mm512_maskz_broadcast_i32x4(0xf0, acc)            \
                                        : _mm512_zextsi128_si512(acc);                              \
         __m512i x[4 * G], o[4];                                                                    \
-        for (int g = 0; g < G; g++) {                                                              \
-            x[4 * g + 0] = w0;                                                                     \
-            x[4 * g + 1] = w1;                                                                     \
-            x[4 * g + 2] = w2;                                                                     \
-            x[4 * g + 3] = *w3;                                                                    \
-            *w3 = _mm512_add_epi32(*w3, sixteen);                                                  \
-        }                                                                                          \
+        counter_groups(x, G, w0, w1, w2, w3);                                                      \
         if (!sealing) { /* the input is the ciphertext: hash it while the rounds run */            \
             for (size_t r = 0; 4 * r < nb; r++) {                                                  \
                 size_t at = 16 * (v + 4 * r), blocks = nb - 4 * r < 4 ? nb - 4 * r : 4;            \
@@ -100,7 +81,7 @@ struct msg {
                 __m512i d = at >= lo_byte && at + 64 <= hi_byte                                    \
                                 ? _mm512_loadu_si512(src)                                          \
                                 : _mm512_maskz_loadu_epi8(range_mask(at, lo_byte, hi_byte), src);  \
-                hash_register(d, blocks, &pw, &first, &lo, &mi, &hi);                              \
+                sls_env_gh512_absorb(d, 16 * blocks, &pw, &first, &lo, &mi, &hi);                 \
             }                                                                                      \
         }                                                                                          \
         ROUNDS_CALL;                                                                               \
@@ -123,7 +104,7 @@ struct msg {
                     _mm512_mask_storeu_epi8(dst, m, c);                                            \
                 }                                                                                  \
                 if (sealing)                                                                       \
-                    hash_register(c, blocks, &pw, &first, &lo, &mi, &hi);                          \
+                    sls_env_gh512_absorb(c, 16 * blocks, &pw, &first, &lo, &mi, &hi);             \
             }                                                                                      \
         }                                                                                          \
         if (last) {                                                                                \

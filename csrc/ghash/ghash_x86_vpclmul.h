@@ -146,6 +146,22 @@ static inline __mmask8 sls_env_power_mask(size_t bytes)
     return (__mmask8)((1u << (2 * ((bytes + 15) / 16))) - 1);
 }
 
+/* One register of blocks in GCM byte order into the unreduced sums: `bytes` (1..64) of
+ * it are message (the rest zero), multiplied by the powers at *pw, which then moves on
+ * past them.  *first is the running GHASH state, added to the first register absorbed
+ * (Y_i = (Y_{i-1} ^ X_i) * H) and then cleared. */
+SLS_ENV_T_GH512 static inline void sls_env_gh512_absorb(__m512i x, size_t bytes, const uint8_t **pw,
+                                                        __m512i *first, __m512i *lo, __m512i *mi,
+                                                        __m512i *hi)
+{
+    const __m512i bswap = _mm512_broadcast_i32x4(SLS_ENV_GHASH_BSWAP_EPI8);
+    __m512i h = bytes >= 64 ? _mm512_loadu_si512(*pw)
+                            : _mm512_maskz_loadu_epi64(sls_env_power_mask(bytes), *pw);
+    sls_env_gh512_mul(_mm512_xor_si512(_mm512_shuffle_epi8(x, bswap), *first), h, lo, mi, hi);
+    *first = _mm512_setzero_si512();
+    *pw += 16 * ((bytes + 15) / 16);
+}
+
 /* GHASH of len bytes (zero-padded to whole blocks, SP 800-38D 7.1 step 5) into acc
  * (reflected), up to 64 blocks per reduction, a partial block read through a byte
  * mask.  For the AAD of the whole-message routines, which is short in practice (a
@@ -153,7 +169,6 @@ static inline __mmask8 sls_env_power_mask(size_t bytes)
 SLS_ENV_T_GH512 static inline __m128i sls_env_gh512_bytes(const sls_env_ghash_vpclmul_key *g, __m128i acc,
                                                           const uint8_t *p, size_t len)
 {
-    const __m512i bswap = _mm512_broadcast_i32x4(SLS_ENV_GHASH_BSWAP_EPI8);
     while (len) {
         size_t seg = len < 1024 ? len : 1024;
         const uint8_t *pw = g->pow[SLS_ENV_GHASH_POWERS - (seg + 15) / 16];
@@ -161,11 +176,8 @@ SLS_ENV_T_GH512 static inline __m128i sls_env_gh512_bytes(const sls_env_ghash_vp
         __m512i first = _mm512_zextsi128_si512(acc);
         for (size_t j = 0; j < seg; j += 64) {
             size_t left = seg - j < 64 ? seg - j : 64;
-            __m512i v = _mm512_shuffle_epi8(_mm512_maskz_loadu_epi8(sls_env_byte_mask64(left), p + j), bswap);
-            sls_env_gh512_mul(_mm512_xor_si512(v, first),
-                              _mm512_maskz_loadu_epi64(sls_env_power_mask(left), pw), &lo, &mi, &hi);
-            first = _mm512_setzero_si512();
-            pw += 64;
+            sls_env_gh512_absorb(_mm512_maskz_loadu_epi8(sls_env_byte_mask64(left), p + j), left, &pw, &first,
+                                 &lo, &mi, &hi);
         }
         acc = sls_env_gh512_reduce(lo, mi, hi);
         p += seg;

@@ -94,19 +94,12 @@ TGT static void sm4_gfni_ecb(const void *state, const uint8_t *in, uint8_t *out,
     TGT INLINE void NAME(const uint32_t *rk, __m512i w0, __m512i w1, __m512i w2, __m512i *w3, \
                          const uint8_t *in, uint8_t *out, size_t n)                           \
     {                                                                                         \
-        const __m512i sixteen = _mm512_set1_epi32(16);                                        \
         __m512i x[4 * G], o[4];                                                               \
-        for (int g = 0; g < G; g++) {                                                         \
-            x[4 * g + 0] = w0;                                                                \
-            x[4 * g + 1] = w1;                                                                \
-            x[4 * g + 2] = w2;                                                                \
-            x[4 * g + 3] = *w3;                                                               \
-            *w3 = _mm512_add_epi32(*w3, sixteen);                                             \
-        }                                                                                     \
+        counter_groups(x, G, w0, w1, w2, w3);                                                 \
         ROUNDS(rk, x);                                                                        \
         for (int g = 0; g < G; g++) {                                                         \
             size_t in_group = n - 16 * (size_t)g < 16 ? n - 16 * (size_t)g : 16;              \
-            output_blocks(&x[4 * g], o);                                                             \
+            output_blocks(&x[4 * g], o);                                                      \
             for (int p = 0; p < 4; p++) {                                                     \
                 __mmask16 m = tail_mask(in_group, p);                                         \
                 size_t at = 256 * (size_t)g + 64 * (size_t)p;                                 \

@@ -232,6 +232,20 @@ TGT INLINE void ctr_words(const uint8_t ctr[16], __m512i *w0, __m512i *w1, __m51
                            _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
 }
 
+/* The counter blocks of G groups at x, transposed: words 0-2 the same in every block,
+ * word 3 from *w3 on, which moves on by the 16 blocks of each group. */
+TGT INLINE void counter_groups(__m512i *x, const int G, __m512i w0, __m512i w1, __m512i w2, __m512i *w3)
+{
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    for (int g = 0; g < G; g++) {
+        x[4 * g + 0] = w0;
+        x[4 * g + 1] = w1;
+        x[4 * g + 2] = w2;
+        x[4 * g + 3] = *w3;
+        *w3 = _mm512_add_epi32(*w3, sixteen);
+    }
+}
+
 #undef TGT
 #undef INLINE
 #endif /* SLS_ENV_X86 */
