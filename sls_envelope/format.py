@@ -454,13 +454,19 @@ class BatchCodec:
         """Verify and decrypt one sealed batch: FormatError if malformed, InvalidTag if
         it was not sealed under this key and context or was altered."""
         data = _as_bytes(blob)
+        return self._session_of(data)._open_record(data, HEADER_LEN, NONCE_OFFSET)
+
+    def _session_of(self, data: bytes) -> _GcmAead:
+        """The session AEAD a sealed batch names, once its header checks out: structure
+        (FormatError), this Logstore's suite and key, and the key commitment (InvalidTag)."""
         suite = _check_structure(data)
         if suite is not self._suite or data[KEY_REF_OFFSET:SALT_OFFSET] != self._key_ref:
             raise InvalidTag("the batch was not sealed with this Logstore's key")
-        aead, commitment = self._session_for(data[SALT_OFFSET:NONCE_OFFSET], data[COMMIT_OFFSET:HEADER_LEN])
-        if not hmac.compare_digest(commitment, data[COMMIT_OFFSET:HEADER_LEN]):
+        claimed = data[COMMIT_OFFSET:HEADER_LEN]
+        aead, commitment = self._session_for(data[SALT_OFFSET:NONCE_OFFSET], claimed)
+        if not hmac.compare_digest(commitment, claimed):
             raise InvalidTag("key commitment mismatch")
-        return aead._open_record(data, HEADER_LEN, NONCE_OFFSET)
+        return aead
 
     def open_many(self, blobs: Sequence[Any]) -> List[bytes]:
         """Open every blob or none: the first failure raises, naming its index."""
@@ -484,18 +490,13 @@ class BatchCodec:
         session (its header, nonce aside, repeated: what one seal_many makes).  The
         first header is checked here as open() checks it; C checks that every other
         header equals it outside the nonce.  None when that does not hold, or when the
-        first blob is malformed: open_many then goes blob by blob, for the errors."""
+        first blob fails its checks: open_many then goes blob by blob, for the errors."""
         first = blobs[0]
         if type(first) is not bytes:
             return None
         try:
-            suite = _check_structure(first)
-        except FormatError:
-            return None
-        if suite is not self._suite or first[KEY_REF_OFFSET:SALT_OFFSET] != self._key_ref:
-            return None
-        aead, commitment = self._session_for(first[SALT_OFFSET:NONCE_OFFSET], first[COMMIT_OFFSET:HEADER_LEN])
-        if not hmac.compare_digest(commitment, first[COMMIT_OFFSET:HEADER_LEN]):
+            aead = self._session_of(first)
+        except (FormatError, InvalidTag):
             return None
         try:
             return aead._open_records(first[:HEADER_LEN], NONCE_OFFSET, blobs)
