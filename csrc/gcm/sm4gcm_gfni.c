@@ -40,7 +40,7 @@ static inline __mmask64 range_mask(size_t at, size_t lo, size_t hi)
 
 /* What a pass needs besides its counters. */
 struct msg {
-    const uint32_t *rk;
+    const sls_env_sm4_gfni_key *key;
     const sls_env_ghash_vpclmul_key *g;
     size_t shift;        /* 1: J0 is virtual block 0; 0: it runs in the side chain */
     uintptr_t vin, vout; /* the frame: the message's addresses less 16 * shift */
@@ -114,13 +114,13 @@ struct msg {
         return sls_env_gh512_reduce(lo, mi, hi);                                                   \
     }
 
-DEFINE_GCM_PASS(gcm_pass1, rounds_one(s->rk, x), 1)
-DEFINE_GCM_PASS(gcm_pass2, rounds_two(s->rk, x), 2)
-DEFINE_GCM_PASS(gcm_pass3, rounds_three(s->rk, x), 3)
-DEFINE_GCM_PASS(gcm_pass4, rounds_bulk(s->rk, x), GROUPS)
-DEFINE_GCM_PASS(gcm_pass5, rounds_five(s->rk, x), 5)
-DEFINE_GCM_PASS(gcm_pass4_side, rounds_bulk_side(s->rk, x, s->y), GROUPS)
-DEFINE_GCM_PASS(gcm_pass5_side, rounds_five_side(s->rk, x, s->y), 5)
+DEFINE_GCM_PASS(gcm_pass1, rounds_one(s->key, x), 1)
+DEFINE_GCM_PASS(gcm_pass2, rounds_two(s->key, x), 2)
+DEFINE_GCM_PASS(gcm_pass3, rounds_three(s->key, x), 3)
+DEFINE_GCM_PASS(gcm_pass4, rounds_bulk(s->key, x), GROUPS)
+DEFINE_GCM_PASS(gcm_pass5, rounds_five(s->key, x), 5)
+DEFINE_GCM_PASS(gcm_pass4_side, rounds_bulk_side(s->key, x, s->y), GROUPS)
+DEFINE_GCM_PASS(gcm_pass5_side, rounds_five_side(s->key, x, s->y), 5)
 
 INL void gcm_msg(const void *cs, const void *gs, const uint8_t nonce[12], const uint8_t *aad,
                  size_t aad_len, const uint8_t *in, uint8_t *out, size_t len, uint8_t tag[16],
@@ -134,7 +134,7 @@ INL void gcm_msg(const void *cs, const void *gs, const uint8_t nonce[12], const 
      * groups the passes are latency-bound and the side chain, a longer chain, would
      * add to them. */
     const int side = nblocks >= 16 * GROUPS && nblocks % 16 == 0;
-    s.rk = ((const sls_env_sm4_gfni_key *)cs)->rk;
+    s.key = cs;
     s.g = gs;
     s.shift = side ? 0 : 1;
     s.vin = (uintptr_t)in - 16 * s.shift;

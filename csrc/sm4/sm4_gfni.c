@@ -40,6 +40,17 @@ TGT static int sm4_gfni_init(void *state, const uint8_t *key, size_t key_len)
         st->rk[i] = k[i & 3];
     }
     sls_env_wipe(k, sizeof k);
+    /* The masks of the vector rounds' state (sm4_x86_gfni.h, "The masked state"). */
+    uint32_t m[36];
+    m[0] = m[1] = m[2] = 0;
+    for (int i = 0; i < 32; i++)
+        m[i + 3] = st->rk[i] ^ m[i + 1] ^ m[i + 2];
+    m[35] = 0;
+    for (int i = 0; i < 32; i++)
+        st->fold[i] = m[i] ^ m[i + 4];
+    for (int j = 0; j < 4; j++)
+        st->unmask[j] = m[32 + j];
+    sls_env_wipe(m, sizeof m);
     return SLS_ENV_OK;
 }
 
@@ -54,12 +65,12 @@ TGT INLINE void load_group(const uint8_t *in, __m512i *x)
 
 TGT static void sm4_gfni_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t nblocks)
 {
-    const uint32_t *rk = ((const sls_env_sm4_gfni_key *)state)->rk;
+    const sls_env_sm4_gfni_key *key = state;
     __m512i x[4 * GROUPS], o[4];
     while (nblocks >= 16 * GROUPS) {
         for (int g = 0; g < GROUPS; g++)
             load_group(in + 256 * g, &x[4 * g]);
-        rounds_bulk(rk, x);
+        rounds_bulk(key, x);
         for (int g = 0; g < GROUPS; g++) {
             output_blocks(&x[4 * g], o);
             for (int p = 0; p < 4; p++)
@@ -74,7 +85,7 @@ TGT static void sm4_gfni_ecb(const void *state, const uint8_t *in, uint8_t *out,
         for (int p = 0; p < 4; p++)
             x[p] = _mm512_maskz_loadu_epi32(tail_mask(n, p), in + 64 * p);
         transpose_bswap(&x[0], &x[1], &x[2], &x[3]);
-        rounds_one(rk, x);
+        rounds_one(key, x);
         output_blocks(x, o);
         for (int p = 0; p < 4; p++)
             _mm512_mask_storeu_epi32(out + 64 * p, tail_mask(n, p), o[p]);
@@ -91,12 +102,12 @@ TGT static void sm4_gfni_ecb(const void *state, const uint8_t *in, uint8_t *out,
  * one round chain of latency whatever G is (the groups overlap), so a message's tail is
  * one pass of as many groups as it needs, not one pass per group. */
 #define DEFINE_CTR_PASS(NAME, ROUNDS, G)                                                      \
-    TGT INLINE void NAME(const uint32_t *rk, __m512i w0, __m512i w1, __m512i w2, __m512i *w3, \
+    TGT INLINE void NAME(const sls_env_sm4_gfni_key *key, __m512i w0, __m512i w1, __m512i w2, __m512i *w3, \
                          const uint8_t *in, uint8_t *out, size_t n)                           \
     {                                                                                         \
         __m512i x[4 * G], o[4];                                                               \
         counter_groups(x, G, w0, w1, w2, w3);                                                 \
-        ROUNDS(rk, x);                                                                        \
+        ROUNDS(key, x);                                                                        \
         for (int g = 0; g < G; g++) {                                                         \
             size_t in_group = n - 16 * (size_t)g < 16 ? n - 16 * (size_t)g : 16;              \
             output_blocks(&x[4 * g], o);                                                      \
@@ -118,24 +129,24 @@ DEFINE_CTR_PASS(ctr_pass5, rounds_five, 5)
 TGT static void sm4_gfni_ctr32(const void *state, const uint8_t ctr[16], const uint8_t *in,
                                uint8_t *out, size_t nblocks)
 {
-    const uint32_t *rk = ((const sls_env_sm4_gfni_key *)state)->rk;
+    const sls_env_sm4_gfni_key *key = state;
     __m512i w0, w1, w2, w3;
     ctr_words(ctr, &w0, &w1, &w2, &w3);
     /* Full passes of GROUPS groups while more than five groups' worth remain, then one
      * pass of 1 to 5 groups for the rest (65..80 blocks, e.g. a 1 KiB message plus
      * E(K, J0), in one pass rather than two). */
     while (nblocks > 16 * (GROUPS + 1)) {
-        ctr_pass4(rk, w0, w1, w2, &w3, in, out, 16 * GROUPS);
+        ctr_pass4(key, w0, w1, w2, &w3, in, out, 16 * GROUPS);
         in += 256 * GROUPS;
         out += 256 * GROUPS;
         nblocks -= 16 * GROUPS;
     }
     switch ((nblocks + 15) / 16) {
-    case 5: ctr_pass5(rk, w0, w1, w2, &w3, in, out, nblocks); break;
-    case 4: ctr_pass4(rk, w0, w1, w2, &w3, in, out, nblocks); break;
-    case 3: ctr_pass3(rk, w0, w1, w2, &w3, in, out, nblocks); break;
-    case 2: ctr_pass2(rk, w0, w1, w2, &w3, in, out, nblocks); break;
-    case 1: ctr_pass1(rk, w0, w1, w2, &w3, in, out, nblocks); break;
+    case 5: ctr_pass5(key, w0, w1, w2, &w3, in, out, nblocks); break;
+    case 4: ctr_pass4(key, w0, w1, w2, &w3, in, out, nblocks); break;
+    case 3: ctr_pass3(key, w0, w1, w2, &w3, in, out, nblocks); break;
+    case 2: ctr_pass2(key, w0, w1, w2, &w3, in, out, nblocks); break;
+    case 1: ctr_pass1(key, w0, w1, w2, &w3, in, out, nblocks); break;
     default: break;
     }
 }
