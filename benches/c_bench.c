@@ -2,6 +2,8 @@
  * C-level figures for docs/BENCHMARKS.md: the kernel alone, key set once, no Python.
  *
  *   bash benches/c_bench.sh            # builds build/c_bench with the extension's flags, runs it
+ *   build/c_bench sm4 gfni 256 1024    # one implementation, chosen sizes: "size ns" lines
+ *                                      # (what benches/c_ab.py alternates between two builds)
  *
  * For every implementation dispatch reports on this CPU: ns per sls_env_aead_encrypt
  * call (the best of 7 rounds, each a few million bytes) and GB/s, for message sizes
@@ -76,8 +78,37 @@ static double time_threads(const struct job *j, int threads)
     return best;
 }
 
-int main(void)
+/* `c_bench <aes|sm4> <impl> <size>...`: best ns per call for each size, one per line. */
+static int cells(int argc, char **argv)
 {
+    int alg = strcmp(argv[1], "aes") == 0 ? SLS_ENV_AES_GCM : SLS_ENV_SM4_GCM;
+    uint8_t key[32] = {7};
+    sls_env_aead *ctx;
+    if (sls_env_aead_new(&ctx, alg, key, alg == SLS_ENV_AES_GCM ? 32 : 16, argv[2]) != SLS_ENV_OK) {
+        fprintf(stderr, "c_bench: no %s implementation %s here\n", argv[1], argv[2]);
+        return 1;
+    }
+    int status = 0;
+    for (int a = 3; a < argc && status == 0; a++) {
+        size_t len = strtoul(argv[a], NULL, 10);
+        uint8_t *in = calloc(1, len + 16), *out = calloc(1, len + 16);
+        if (in == NULL || out == NULL) {
+            status = 1;
+        } else {
+            long iters = (long)((8 << 20) / (len + 256)) + 1;
+            printf("%zu %.1f\n", len, time_calls(ctx, in, out, len, iters) * 1e9);
+        }
+        free(in);
+        free(out);
+    }
+    sls_env_aead_free(ctx);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 3)
+        return cells(argc, argv);
     static const size_t sizes[] = {0, 256, 1024, 1040, 16384, 65536, 1 << 20};
     static const int algs[] = {SLS_ENV_AES_GCM, SLS_ENV_SM4_GCM};
     uint8_t key[32] = {7};
