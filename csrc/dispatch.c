@@ -167,6 +167,8 @@ extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_vaes512; /* csrc/ae
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_vaes256;
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_aesni;
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_gfni; /* csrc/sm4/ */
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_gfni256;
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_vaes256;
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_aesni;
 extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_vpclmul512; /* csrc/ghash/ */
 extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_vpclmul256;
@@ -193,10 +195,19 @@ static const sls_env_gcm_impl aesgcm_portable = {
 
 /* SM4-GCM: the S-box through GFNI on zmm, a whole message per call with E(K, J0) in
  * its first pass and the GHASH of each pass from registers (csrc/gcm/sm4gcm_gfni.c);
- * through AESENCLAST on AVX2 and portable, for which gcm.c runs CTR then GHASH over
- * 4 KiB chunks. */
+ * then, for CPUs without AVX-512, the S-box through GFNI on ymm, through VAES's
+ * AESENCLAST on ymm, through AESENCLAST on xmm halves, and portable, for all of which
+ * gcm.c runs CTR then GHASH over 4 KiB chunks.  The ymm paths take the ymm GHASH:
+ * every CPU known to have GFNI or VAES on ymm also has VPCLMULQDQ there, and one
+ * without it falls through to `aesni`. */
 static const sls_env_gcm_impl sm4gcm_gfni = {
     "gfni", SLS_ENV_SM4_GCM, &sls_env_sm4_gfni, &sls_env_ghash_vpclmul512, &sls_env_sm4gcm_gfni,
+};
+static const sls_env_gcm_impl sm4gcm_gfni256 = {
+    "gfni256", SLS_ENV_SM4_GCM, &sls_env_sm4_gfni256, &sls_env_ghash_vpclmul256, NULL,
+};
+static const sls_env_gcm_impl sm4gcm_vaes256 = {
+    "vaes256", SLS_ENV_SM4_GCM, &sls_env_sm4_vaes256, &sls_env_ghash_vpclmul256, NULL,
 };
 static const sls_env_gcm_impl sm4gcm_aesni = {
     "aesni", SLS_ENV_SM4_GCM, &sls_env_sm4_aesni, &sls_env_ghash_pclmul, NULL,
@@ -213,6 +224,8 @@ static const sls_env_gcm_impl *const aes_impls[] = {
 };
 static const sls_env_gcm_impl *const sm4_impls[] = {
     &sm4gcm_gfni,
+    &sm4gcm_gfni256,
+    &sm4gcm_vaes256,
     &sm4gcm_aesni,
     &sm4gcm_portable,
 };

@@ -70,10 +70,7 @@
 #define INLINE static inline __attribute__((always_inline))
 
 /* GFNI matrices of the S-box decomposition (see above). */
-#define SBOX_M1 0x4c287db91a22505dll
-#define SBOX_C1 0x3e
-#define SBOX_M2 0xf3ab34a974a6b589ll
-#define SBOX_C2 0xd3
+#include "sm4/sm4_x86_gfni_sbox.h"
 
 /* Groups of 16 blocks interleaved in the bulk loop. */
 #define GROUPS 4
