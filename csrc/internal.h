@@ -137,6 +137,11 @@ struct sls_env_aead {
     int alg;
 };
 
+/* SM4 key expansion (csrc/sm4/sm4_key.c): the 32 round keys of a 128-bit key, with the
+ * caller's tau (the S-box on each byte of a word).  Wipes its own intermediates. */
+SLS_ENV_HIDDEN void sls_env_sm4_expand_key(const uint8_t key[16], uint32_t rk[32],
+                                           uint32_t (*tau)(uint32_t));
+
 /* ---- parts that cannot run on this target --------------------------------------
  * The x86 files still compile elsewhere (ARM64...) and export their parts made of
  * these (unavailable.c): a probe that says no, and entry points dispatch never calls. */

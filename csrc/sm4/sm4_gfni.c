@@ -20,26 +20,15 @@ static int sm4_gfni_supported(void)
 
 /* ---- key schedule (GB/T 32907 section 7.3) ------------------------------------ */
 
+/* tau for sls_env_sm4_expand_key, which calls it through a pointer. */
+TGT static uint32_t key_tau(uint32_t a) { return sls_env_sm4_tau_word(a); }
+
 TGT static int sm4_gfni_init(void *state, const uint8_t *key, size_t key_len)
 {
-    static const uint32_t fk[4] = {0xa3b1bac6u, 0x56aa3350u, 0x677d9197u, 0xb27022dcu};
     sls_env_sm4_gfni_key *st = state;
     if (key_len != 16)
         return SLS_ENV_ERR_KEY_SIZE;
-    uint32_t k[4];
-    for (int i = 0; i < 4; i++)
-        k[i] = sls_env_load_be32(key + 4 * i) ^ fk[i];
-    for (int i = 0; i < 32; i++) {
-        /* CK_i: byte j is (4i + j) * 7 mod 256. */
-        uint32_t ck = 0;
-        for (int j = 0; j < 4; j++)
-            ck = (ck << 8) | (uint32_t)(((4 * i + j) * 7) & 0xff);
-        uint32_t b = sls_env_sm4_tau_word(k[(i + 1) & 3] ^ k[(i + 2) & 3] ^ k[(i + 3) & 3] ^ ck);
-        /* L'(B) = B ^ (B <<< 13) ^ (B <<< 23) */
-        k[i & 3] ^= b ^ sls_env_rol32(b, 13) ^ sls_env_rol32(b, 23);
-        st->rk[i] = k[i & 3];
-    }
-    sls_env_wipe(k, sizeof k);
+    sls_env_sm4_expand_key(key, st->rk, key_tau);
     /* The masks of the vector rounds' state (sm4_x86_gfni.h, "The masked state"). */
     uint32_t m[36];
     m[0] = m[1] = m[2] = 0;

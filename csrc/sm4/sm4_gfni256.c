@@ -25,14 +25,8 @@ static int sm4_gfni256_supported(void)
                            SLS_ENV_CPU_GFNI);
 }
 
-/* tau of a word: the same two instructions on an xmm register (the key schedule). */
-TGT static uint32_t sbox_word(uint32_t a)
-{
-    __m128i v = _mm_cvtsi32_si128((int)a);
-    v = _mm_gf2p8affine_epi64_epi8(v, _mm_set1_epi64x(SBOX_M1), SBOX_C1);
-    v = _mm_gf2p8affineinv_epi64_epi8(v, _mm_set1_epi64x(SBOX_M2), SBOX_C2);
-    return (uint32_t)_mm_cvtsi128_si32(v);
-}
+/* tau of a word, for the key schedule: the zmm path's (sm4_x86_gfni_sbox.h). */
+TGT static uint32_t sbox_word(uint32_t a) { return sls_env_sm4_tau_word(a); }
 
 /* The two matrices, broadcast once per call of the rounds. */
 struct sbox_consts {

@@ -58,9 +58,6 @@ typedef struct {
 
 _Static_assert(sizeof(sm4_state) <= SLS_ENV_CIPHER_STATE_SIZE, "SM4 state too large");
 
-/* GB/T 32907 section 7.3: system parameter FK. */
-static const uint32_t sm4_fk[4] = {0xA3B1BAC6u, 0x56AA3350u, 0x677D9197u, 0xB27022DCu};
-
 static inline uint32_t rotl32(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
 static inline uint64_t rotl64(uint64_t x, unsigned n) { return (x << n) | (x >> (64 - n)); }
 
@@ -152,23 +149,11 @@ static int sm4_init(void *state, const uint8_t *key, size_t key_len)
     if (key_len != 16)
         return SLS_ENV_ERR_KEY_SIZE;
     sm4_state *st = state;
-    /* Key expansion, GB/T 32907 section 7.3:
-     * K_i = MK_i ^ FK_i; rk_i = K_{i+4} = K_i ^ T'(K_{i+1} ^ K_{i+2} ^ K_{i+3} ^ CK_i),
-     * T' = L' o tau, L'(B) = B ^ (B <<< 13) ^ (B <<< 23);
-     * CK_i's byte j (most significant first) is (4i + j) * 7 mod 256. */
-    uint32_t k[4];
-    for (int i = 0; i < 4; i++)
-        k[i] = sls_env_load_be32(key + 4 * i) ^ sm4_fk[i];
-    const uint32_t d = sm4_l(0xd3d3d3d3u);
+    /* The round keys (sm4_key.c), then their bitsliced form with the offsets the
+     * rounds need. */
     uint32_t rk[SM4_ROUNDS];
-    for (int i = 0; i < SM4_ROUNDS; i++) {
-        uint32_t ck = 0;
-        for (int j = 0; j < 4; j++)
-            ck = (ck << 8) | (uint32_t)(((4 * i + j) * 7) & 0xff);
-        uint32_t b = sm4_tau(k[(i + 1) & 3] ^ k[(i + 2) & 3] ^ k[(i + 3) & 3] ^ ck);
-        k[i & 3] ^= b ^ rotl32(b, 13) ^ rotl32(b, 23);
-        rk[i] = k[i & 3];
-    }
+    sls_env_sm4_expand_key(key, rk, sm4_tau);
+    const uint32_t d = sm4_l(0xd3d3d3d3u);
     for (int i = 0; i < SM4_ROUNDS; i++) {
         /* The offsets d_{i+1} ^ d_{i+2} ^ d_{i+3} (see the top of the file). */
         uint32_t off = 0;
@@ -180,7 +165,6 @@ static int sm4_init(void *state, const uint8_t *key, size_t key_len)
         planes_xor_const(st->rk[i], 0x3e);
     }
     sls_env_wipe(rk, sizeof rk);
-    sls_env_wipe(k, sizeof k);
     return SLS_ENV_OK;
 }
 

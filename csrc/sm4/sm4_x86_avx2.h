@@ -40,27 +40,12 @@ typedef struct {
     uint32_t rk[32];
 } sm4_avx2_state;
 
-static inline uint32_t rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
-
-/* Key schedule, GB/T 32907 section 7.3. */
+/* Key schedule: the shared expansion (sm4_key.c) with this path's tau. */
 TGT static int sm4_avx2_init(void *state, const uint8_t *key, size_t key_len)
 {
-    static const uint32_t fk[4] = {0xa3b1bac6u, 0x56aa3350u, 0x677d9197u, 0xb27022dcu};
-    sm4_avx2_state *st = state;
     if (key_len != 16)
         return SLS_ENV_ERR_KEY_SIZE;
-    uint32_t k[4];
-    for (int i = 0; i < 4; i++)
-        k[i] = sls_env_load_be32(key + 4 * i) ^ fk[i];
-    for (int i = 0; i < 32; i++) {
-        uint32_t ck = 0; /* CK_i: byte j is (4i + j) * 7 mod 256 */
-        for (int j = 0; j < 4; j++)
-            ck = (ck << 8) | (uint32_t)(((4 * i + j) * 7) & 0xff);
-        uint32_t b = sbox_word(k[(i + 1) & 3] ^ k[(i + 2) & 3] ^ k[(i + 3) & 3] ^ ck);
-        k[i & 3] ^= b ^ rol32(b, 13) ^ rol32(b, 23); /* L'(B) */
-        st->rk[i] = k[i & 3];
-    }
-    sls_env_wipe(k, sizeof k);
+    sls_env_sm4_expand_key(key, ((sm4_avx2_state *)state)->rk, sbox_word);
     return SLS_ENV_OK;
 }
 

@@ -110,16 +110,6 @@ TGT INLINE __m512i xor3(__m512i a, __m512i b, __m512i c)
     return _mm512_ternarylogic_epi32(a, b, c, 0x96);
 }
 
-/* tau on one word: the same two GFNI ops on an xmm register, so no table is indexed
- * by secret bytes (the key schedule, and the one-block side chain below). */
-TGT INLINE uint32_t sls_env_sm4_tau_word(uint32_t a)
-{
-    __m128i v = _mm_cvtsi32_si128((int)a);
-    v = _mm_gf2p8affine_epi64_epi8(v, _mm_set1_epi64x(SBOX_M1), SBOX_C1);
-    v = _mm_gf2p8affineinv_epi64_epi8(v, _mm_set1_epi64x(SBOX_M2), SBOX_C2);
-    return (uint32_t)_mm_cvtsi128_si32(v);
-}
-
 static inline uint32_t sls_env_rol32(uint32_t x, int n) { return (x << n) | (x >> (32 - n)); }
 
 /* One round on one block held as four words in general-purpose registers: a ^= T(b ^ c
