@@ -28,17 +28,22 @@ def _sources() -> list[str]:
     return found
 
 
+# The public API, then the entry points only the tests use (kept out of the public header).
+HEADERS = ("sls_env.h", "sls_env_testing.h")
+
+
 def _cdef() -> str:
-    """The public header, minus what cffi's parser does not take (preprocessor lines)."""
-    header = (HERE / "include" / "sls_env.h").read_text()
-    body = header.split("extern \"C\" {\n#endif", 1)[1].rsplit("#ifdef __cplusplus", 1)[0]
+    """The headers, minus what cffi's parser does not take (preprocessor lines)."""
     lines = []
-    for line in body.splitlines():
-        m = re.match(r"#define (SLS_ENV_\w+) (-?\d+)\b", line)
-        if m:
-            lines.append(f"#define {m.group(1)} {m.group(2)}")
-        elif not line.startswith("#"):
-            lines.append(line)
+    for name in HEADERS:
+        header = (HERE / "include" / name).read_text()
+        body = header.split("extern \"C\" {\n#endif", 1)[1].rsplit("#ifdef __cplusplus", 1)[0]
+        for line in body.splitlines():
+            m = re.match(r"#define (SLS_ENV_\w+) (-?\d+)\b", line)
+            if m:
+                lines.append(f"#define {m.group(1)} {m.group(2)}")
+            elif not line.startswith("#"):
+                lines.append(line)
     return "\n".join(lines)
 
 
@@ -53,7 +58,7 @@ else:
 
 ffibuilder.set_source(
     "sls_envelope._native",
-    '#include "sls_env.h"\n',
+    "".join(f'#include "{name}"\n' for name in HEADERS),
     sources=_sources(),
     include_dirs=["csrc/include", "csrc"],
     extra_compile_args=_extra_compile_args,

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "sls_env_testing.h"
 
 /* CTR and GHASH run over 4 KiB at a time when not stitched, so the ciphertext is
  * still in L1 when GHASH reads it. */

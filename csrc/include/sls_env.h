@@ -165,12 +165,6 @@ int sls_env_ct_equal(const uint8_t *a, const uint8_t *b, size_t len);
 /* Zero memory in a way the compiler may not elide. */
 void sls_env_wipe(void *p, size_t len);
 
-/* Test hooks: raw single-block encryption with the chosen implementation, for the
- * GB/T 32907 iterated example and block-level differential tests. */
-int sls_env_block_encrypt(const sls_env_aead *ctx, const uint8_t *in, uint8_t *out, size_t nblocks);
-/* block = E(K, block), iterations times (GB/T 32907 appendix A, example 2). */
-int sls_env_block_iterate(const sls_env_aead *ctx, uint8_t *block, uint64_t iterations);
-
 /* CPU features that dispatch sees (after SLS_ENVELOPE_DISABLE masking), as a
  * comma-separated list, for diagnostics. */
 const char *sls_env_cpu_features(void);

@@ -36,7 +36,7 @@
 
 #include <valgrind/memcheck.h>
 
-#include "sls_env.h"
+#include "sls_env_testing.h"
 
 #define SECRET(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
 #define PUBLIC(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))

@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sls_env.h"
+#include "sls_env_testing.h"
 
 static unsigned long checks, failures;
 
