@@ -31,6 +31,15 @@ py=${SLS_ENVELOPE_PY:-$root/.venv/bin/python}
 fuzz_seconds=${FUZZ_SECONDS:-60}
 atheris_seconds=${ATHERIS_SECONDS:-30}
 
+# shellcheck source=scripts/stage.sh
+. scripts/stage.sh
+# What this script installs is pinned by constraints.txt like the rest of the suite,
+# unless scripts/test.sh asks for the newest releases (SLS_ENVELOPE_NEWEST=1).
+if [ -z "${SLS_ENVELOPE_PIP_ARGS+set}" ]; then
+    export PIP_CONSTRAINT=$root/constraints.txt
+fi
+pip_args=${SLS_ENVELOPE_PIP_ARGS:-}
+
 stages=("$@")
 ((${#stages[@]})) || stages=(asan ct memcheck fuzz atheris arm64)
 
@@ -61,7 +70,7 @@ lib_sources() {
 warn_flags=(-std=gnu11 -Wall -Wextra -Wno-unused-parameter -Icsrc/include -Icsrc)
 
 stage_asan() {
-    echo "== asan: kernel_test with -fsanitize=address,undefined"
+    echo "asan: kernel_test with -fsanitize=address,undefined"
     gcc "${warn_flags[@]}" -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
         -fno-sanitize-recover=all $(lib_sources) csrc/tests/kernel_test.c -o "$out/kernel_test_asan" -lpthread
     local seed=${KERNEL_TEST_SEED:-$(date +%s)}
@@ -70,7 +79,7 @@ stage_asan() {
 }
 
 stage_ct() {
-    echo "== ct: ctgrind-style secret-taint run under valgrind memcheck"
+    echo "ct: ctgrind-style secret-taint run under valgrind memcheck"
     # The shipped optimisation level (csrc/build_native.py), since optimisers are what
     # turn masks into branches.  gcm.c's one call to sls_env_ct_equal goes to the
     # driver's wrapper, which declassifies only the verdict (see ct_check.c).
@@ -105,7 +114,7 @@ stage_ct() {
 }
 
 stage_memcheck() {
-    echo "== memcheck: Python tests through the extension under valgrind"
+    echo "memcheck: Python tests through the extension under valgrind"
     # CPython from pyenv-style builds trips memcheck on its own code (int.from_bytes of
     # an empty value, long before our module loads); Debian's python3 is clean with
     # its suppression file, so this stage uses a venv of it.
@@ -118,23 +127,47 @@ stage_memcheck() {
                 /usr/bin/python3 -m venv "$venv"
             }
         fi
-        "$venv/bin/python" -m pip install -q cffi cryptography pytest hypothesis gmssl
+        # shellcheck disable=SC2086
+        "$venv/bin/python" -m pip install -q $pip_args cffi cryptography pytest hypothesis gmssl
         mpy=$venv/bin/python
         supp=(--suppressions=/usr/lib/valgrind/python3.supp)
     fi
     [ -n "$(ls sls_envelope/_native*.so 2>/dev/null)" ] ||
         "$py" setup.py build_ext --inplace -q
-    local tests=${MEMCHECK_TESTS:-tests/test_aead_api.py tests/test_format.py tests/test_stream.py}
     # PYTHONMALLOC=malloc: memcheck sees every object allocation (pymalloc's arenas
     # hide them and confuse it).  Leaks are not checked (the interpreter keeps much
     # alive at exit); invalid reads/writes and uses of undefined values are errors.
-    PYTHONPATH=$root PYTHONMALLOC=malloc valgrind -q --tool=memcheck --error-exitcode=43 \
-        --leak-check=no --num-callers=30 "${supp[@]}" --suppressions=scripts/valgrind-python.supp \
+    local vg=(valgrind -q --tool=memcheck --error-exitcode=43 --leak-check=no --num-callers=30
+              "${supp[@]}" --suppressions=scripts/valgrind-python.supp)
+
+    # Negative control first: a deliberate branch on never-written memory inside our
+    # extension (sls_env_testing_uninit_branch, csrc/testing.c) must fail the run with a
+    # stack that names the extension; otherwise the stage could not see our errors.
+    local rc=0
+    PYTHONPATH=$root PYTHONMALLOC=malloc "${vg[@]}" "$mpy" -c \
+        "from sls_envelope._native import lib; lib.sls_env_testing_uninit_branch()" \
+        >"$out/memcheck-negative.log" 2>&1 || rc=$?
+    if [ "$rc" != 43 ] || ! grep -q "Conditional jump or move depends on uninitialised" "$out/memcheck-negative.log" ||
+        ! grep -qE "sls_env_testing_uninit_branch|_native[^ ]*\.so" "$out/memcheck-negative.log"; then
+        cat "$out/memcheck-negative.log"
+        echo "memcheck: the negative control was NOT flagged (exit $rc): the stage is blind" >&2
+        return 1
+    fi
+    echo "memcheck: negative control flagged as it must be (uninitialised branch in the extension)"
+
+    # The tests.  Nothing of ours is suppressed: every error fails the stage.  What is kept
+    # out is third-party code whose own results memcheck flags: OpenSSL's SM4-GCM tag in the
+    # cryptography wheel (scripts/memcheck-probe-openssl-sm4.py shows it with no module of
+    # ours loaded), so under SLS_ENVELOPE_UNDER_MEMCHECK=1 the tests take SM4-GCM references
+    # from tests/reference_gcm.py (SP 800-38D in Python over gmssl's SM4) instead.
+    local tests=${MEMCHECK_TESTS:-tests/test_aead_api.py tests/test_format.py tests/test_stream.py tests/test_reference_gcm.py}
+    # shellcheck disable=SC2086
+    PYTHONPATH=$root PYTHONMALLOC=malloc SLS_ENVELOPE_UNDER_MEMCHECK=1 "${vg[@]}" \
         "$mpy" -m pytest -q -p no:cacheprovider $tests
 }
 
 stage_fuzz() {
-    echo "== fuzz: libFuzzer on the C batch and record API (${fuzz_seconds}s)"
+    echo "fuzz: libFuzzer on the C batch and record API (${fuzz_seconds}s)"
     clang "${warn_flags[@]}" -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
         $(lib_sources) csrc/fuzz/fuzz_batch.c -o "$out/fuzz_batch" -lpthread
     # Work on a copy: the committed seeds stay as they are.
@@ -154,8 +187,9 @@ stage_fuzz() {
 }
 
 stage_atheris() {
-    echo "== atheris: Python parser and decrypt harnesses (${atheris_seconds}s each)"
-    "$py" -c "import atheris" 2>/dev/null || "$py" -m pip install -q "atheris>=2.3"
+    echo "atheris: Python parser and decrypt harnesses (${atheris_seconds}s each)"
+    # shellcheck disable=SC2086 # the arguments are words on purpose
+    "$py" -c "import atheris" 2>/dev/null || "$py" -m pip install -q $pip_args "atheris>=2.3"
     local h name corpus rc
     for h in tests/fuzz/fuzz_*.py; do
         name=$(basename "$h" .py)
@@ -187,7 +221,5 @@ stage_arm64() {
 }
 
 for s in "${stages[@]}"; do
-    start=$SECONDS
-    "stage_$s"
-    echo "== $s passed in $((SECONDS - start))s"
+    run_stage "$s" "stage_$s"
 done
