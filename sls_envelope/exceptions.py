@@ -170,8 +170,10 @@ class ConfigError(ValueError, SlsEnvelopeError):
 
     @classmethod
     def invalid_encrypt_conf(cls, detail: str) -> "ConfigError":
-        """LogStoreInfoInvalid/400, "The encrypt_conf is invalid: <detail>"."""
-        return cls(f"{INVALID_ENCRYPT_CONF}: {detail}", code=LOGSTORE_INFO_INVALID)
+        """LogStoreInfoInvalid/400, "The encrypt_conf is invalid, <detail>" (the real
+        service's form: the Java SDK's function test expects "The encrypt_conf is invalid,
+        [encrypt_type] key is missing or not supported")."""
+        return cls(f"{INVALID_ENCRYPT_CONF}, {detail}", code=LOGSTORE_INFO_INVALID)
 
     @classmethod
     def redundant_key(cls) -> "ConfigError":
@@ -210,7 +212,8 @@ class KeyInvalidError(SlsEnvelopeError):
 
     @classmethod
     def _status_of(cls, code: str) -> int:
-        return _kms_status(code, cls.default_status)
+        # A cipher of a deleted Logstore answers with the SLS code LogStoreNotExist.
+        return SLS_ERROR_STATUS.get(code) or _kms_status(code, cls.default_status)
 
 
 class KmsUnavailableError(SlsEnvelopeError):

@@ -1,4 +1,5 @@
-"""EncryptConf: what CreateLogstore accepts, canonical names, and ConfigError naming the field."""
+"""EncryptConf: what CreateLogstore accepts, the echo of what was sent, the algorithm it
+names, and ConfigError (LogStoreInfoInvalid) naming the field."""
 
 from __future__ import annotations
 
@@ -22,19 +23,21 @@ CMK = {"cmk_key_id": "key-1", "arn": "acs:ram::1000000000000000:role/slsrole", "
         ("SM4", "sm4", "sm4-gcm"),
     ],
 )
-def test_encrypt_types_map_to_canonical_names(given: str, canonical: str, suite: str) -> None:
+def test_encrypt_types_name_an_algorithm_and_echo_as_sent(given: str, canonical: str, suite: str) -> None:
     conf = EncryptConf.from_dict({"enable": True, "encrypt_type": given})
-    assert conf.encrypt_type == canonical
+    assert conf.encrypt_type == given
+    assert conf.algorithm == canonical
     assert conf.suite == suite
     assert conf.key_type == "service"
-    assert conf.to_dict() == {"enable": True, "encrypt_type": canonical}
+    assert conf.to_dict() == {"enable": True, "encrypt_type": given}
 
 
 def test_byok_round_trip() -> None:
     d = {"enable": True, "encrypt_type": "m4", "user_cmk_info": dict(CMK)}
     conf = EncryptConf.from_dict(d)
     assert conf.key_type == "byok"
-    assert conf.to_dict() == {"enable": True, "encrypt_type": "sm4", "user_cmk_info": CMK}
+    assert conf.to_dict() == d
+    assert conf.algorithm == "sm4"
     assert EncryptConf.from_dict(conf.to_dict()) == conf
 
 
@@ -43,7 +46,7 @@ def test_disabled_conf() -> None:
     assert conf.to_dict() == {"enable": False}
     assert conf.suite is None and conf.key_type is None
     # encrypt_type is optional when disabled, but still validated when given.
-    assert EncryptConf.from_dict({"enable": False, "encrypt_type": "m4"}).encrypt_type == "sm4"
+    assert EncryptConf.from_dict({"enable": False, "encrypt_type": "m4"}).algorithm == "sm4"
     with pytest.raises(ConfigError, match="encrypt_type"):
         EncryptConf.from_dict({"enable": False, "encrypt_type": "aes_cbc"})
 
@@ -95,14 +98,16 @@ def test_bad_confs_are_config_errors_naming_the_field(name: str) -> None:
         EncryptConf.from_dict(conf)
     assert field in str(info.value)
     assert isinstance(info.value, ValueError) and isinstance(info.value, SlsEnvelopeError)
-    assert info.value.code == "ParameterInvalid"
+    assert info.value.code == "LogStoreInfoInvalid" and info.value.http_status == 400
+    assert str(info.value).startswith("The encrypt_conf is invalid, ")
 
 
 def test_direct_construction_is_checked() -> None:
     with pytest.raises(ConfigError):
         EncryptConf(enable=True)
     with pytest.raises(ConfigError):
-        EncryptConf(enable=True, encrypt_type="m4")  # only canonical names here
+        EncryptConf(enable=True, encrypt_type="chacha20")
+    assert EncryptConf(enable=True, encrypt_type="m4").to_dict() == {"enable": True, "encrypt_type": "m4"}
     with pytest.raises(ConfigError):
         EncryptConf(enable="yes")  # type: ignore[arg-type]
 

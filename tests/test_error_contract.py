@@ -61,7 +61,7 @@ def test_invalid_encrypt_conf_and_redundant_key_shapes() -> None:
     exc = ConfigError.invalid_encrypt_conf("encrypt_type 'aes_cbc' is not supported")
     assert exc.error_body() == {
         "errorCode": "LogStoreInfoInvalid",
-        "errorMessage": "The encrypt_conf is invalid: encrypt_type 'aes_cbc' is not supported",
+        "errorMessage": "The encrypt_conf is invalid, encrypt_type 'aes_cbc' is not supported",
     }
     assert exc.http_status == 400
     # The exact pair the official Python SDK compares before retrying with basic parameters.
