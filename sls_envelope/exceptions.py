@@ -4,7 +4,7 @@ All derive from :class:`SlsEnvelopeError`, so one ``except`` clause catches them
 the ones that describe bad input also derive from :class:`ValueError`.  Messages
 never contain key material, plaintext or credentials.
 
-The error contract (docs/ERRORS.md has the table with its sources): every
+The error contract (docs/LOGSTORE.md has the table with its sources): every
 :class:`SlsEnvelopeError` carries
 
 * :attr:`~SlsEnvelopeError.code`: the Simple Log Service error code for what SLS itself

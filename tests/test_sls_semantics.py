@@ -472,3 +472,25 @@ def test_every_error_a_client_can_see_has_code_status_and_body() -> None:
         body = exc.error_body()
         assert set(body) == {"errorCode", "errorMessage"} and body["errorCode"] == exc.code
         assert 400 <= exc.http_status < 600
+
+
+def test_the_documented_error_table_is_what_the_exceptions_say() -> None:
+    """docs/LOGSTORE.md's error table: each code's status is the one its exception carries."""
+    import re
+
+    import sls_envelope.exceptions as errors
+
+    text = (ROOT / "docs" / "LOGSTORE.md").read_text(encoding="utf-8").split("## Errors", 1)[1]
+    checked = 0
+    for row in re.findall(r"^\| (.+) \|$", text, flags=re.M):
+        cells = [c.strip() for c in row.split(" | ")]
+        if len(cells) != 5 or not cells[1].isdigit():
+            continue
+        codes = re.findall(r"`([A-Za-z.]+)`", cells[0].split('"')[0])
+        classes = [getattr(errors, name) for name in re.findall(r"`([A-Za-z]+)", cells[2])]
+        for index, code in enumerate(codes):
+            cls = classes[index] if len(classes) == len(codes) else classes[0]
+            exc = cls("x") if code == cls.default_code else cls("x", code=code)
+            assert (code, exc.code, exc.http_status) == (code, code, int(cells[1]))
+            checked += 1
+    assert checked >= 15
