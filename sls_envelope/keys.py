@@ -330,8 +330,10 @@ class KeyManager:
     callable).  A BYOK Logstore's data-key calls go to the KMS of its
     ``user_cmk_info.region_id``, as the log service calls KMS in the CMK's region;
     creation refuses a region with no KMS, or whose KMS says (``KmsClient.region_id``)
-    it serves another region.  ``region_id``: the region of the log service itself,
-    whose KMS makes service keys (needed only when ``kms`` is per region).
+    it serves another region.  A callable is asked at each creation and each unwrap (not
+    on the hot path): return the same client for a region each time.  ``region_id``:
+    the region of the log service itself, whose KMS makes service keys (needed only
+    when ``kms`` is per region).
     ``store``: a path (an SQLite key-record file), a :class:`~sls_envelope.keystore.KeyStore`,
     or None (memory).  ``revalidate_after``: seconds between CMK checks of a BYOK
     Logstore (0 = every call).  ``service_key_id``: the service CMK to use instead of

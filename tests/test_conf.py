@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any, Dict
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sls_envelope import ConfigError, EncryptConf, SlsEnvelopeError
 
@@ -117,3 +119,36 @@ def test_effective_settings_ignore_what_disabled_confs_do_not_use() -> None:
         EncryptConf.from_dict({"enable": False, "encrypt_type": "sm4"}).effective()
     assert EncryptConf.from_dict({"enable": True, "encrypt_type": "m4"}).effective() == \
         EncryptConf.from_dict({"enable": True, "encrypt_type": "sm4"}).effective()
+
+
+# ---- the echo: any accepted conf renders back exactly as sent (docs/LOGSTORE.md) ----------------------
+
+_SPELLINGS = ["default", "aes_gcm", "sm4", "m4", "sm4_gcm", "SM4", "M4", "Default", "", "typex", "aes_cbc"]
+_CMKS = st.fixed_dictionaries({"cmk_key_id": st.sampled_from(["key-1", "f5136b95-2420-ab31"]),
+                               "arn": st.just(CMK["arn"]), "region_id": st.sampled_from(["cn-hangzhou", "cn-shanghai"])})
+
+
+@settings(max_examples=200, deadline=None)
+@given(enable=st.booleans(), encrypt_type=st.one_of(st.none(), st.sampled_from(_SPELLINGS)),
+       cmk=st.one_of(st.none(), _CMKS), camel=st.booleans())
+def test_accepted_confs_echo_exactly(enable: bool, encrypt_type: Any, cmk: Any, camel: bool) -> None:
+    sent: Dict[str, Any] = {"enable": enable}
+    if encrypt_type is not None:
+        sent["encrypt_type"] = encrypt_type
+    if cmk is not None:
+        sent["user_cmk_info"] = cmk
+    if camel:  # the UpdateLogStoreEncryption body of the same conf
+        sent = {"enable": enable, **({"encryptType": encrypt_type} if encrypt_type is not None else {}),
+                **({"userCmkInfo": {"keyId": cmk["cmk_key_id"], "roleArn": cmk["arn"],
+                                    "regionId": cmk["region_id"]}} if cmk is not None else {})}
+    known = encrypt_type is not None and encrypt_type.lower() in ("default", "aes_gcm", "sm4", "m4", "sm4_gcm")
+    if encrypt_type in ("typex", "aes_cbc") or (enable and not known):
+        with pytest.raises(ConfigError) as info:
+            EncryptConf.from_dict(sent)
+        assert info.value.code == "LogStoreInfoInvalid"
+        return
+    conf = EncryptConf.from_dict(sent)
+    assert (conf.to_encryption_body() if camel else conf.to_dict()) == sent
+    assert conf.algorithm == (None if not known else ("default" if encrypt_type.lower() in ("default", "aes_gcm")
+                                                      else "sm4"))
+    assert EncryptConf.from_dict(conf.to_dict()) == conf
