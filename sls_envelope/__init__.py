@@ -22,6 +22,7 @@ from .aead import AESGCM, SM4GCM, available_implementations
 from .conf import EncryptConf
 from .exceptions import (
     ConfigError,
+    EncryptionDisabledError,
     FormatError,
     InvalidTag,
     KeyInvalidError,
@@ -49,4 +50,5 @@ __all__ = [
     "FormatError",
     "KeyInvalidError",
     "KmsUnavailableError",
+    "EncryptionDisabledError",
 ]

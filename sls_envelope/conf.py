@@ -1,50 +1,78 @@
 """``encrypt_conf``: the encryption settings a Logstore is created with.
 
-The dict that CreateLogstore takes::
+The dict that CreateLogstore / UpdateLogstore take (SLS API reference, "EncryptConf")::
 
     {"enable": True,
-     "encrypt_type": "default" | "sm4",     # default = AES-256-GCM; "m4" = legacy alias of sm4
+     "encrypt_type": "default" | "sm4" | "m4",   # default = AES-256-GCM; sm4 and m4 = SM4-GCM
      "user_cmk_info": {"cmk_key_id": "...", "arn": "acs:ram::<account>:role/<name>",
                        "region_id": "cn-hangzhou"}}       # optional: BYOK
 
-:meth:`EncryptConf.from_dict` validates it strictly and :meth:`EncryptConf.to_dict`
-gives it back with canonical names.  Every problem is a
-:class:`~sls_envelope.exceptions.ConfigError` whose message names the field.  Only
-authenticated modes are accepted: the unauthenticated ones that some documents list
-(CBC, ECB, CFB, OFB) are refused, because a log batch encrypted without authentication
-can be altered undetected and, for ECB, leaks equal blocks.
+and the body of UpdateLogStoreEncryption (API version 2020-12-30), the same settings
+under other names::
+
+    {"enable": True, "encryptType": "default",
+     "userCmkInfo": {"keyId": "...", "roleArn": "...", "regionId": "cn-hangzhou"}}
+
+:meth:`EncryptConf.from_dict` takes either and validates it strictly;
+:meth:`EncryptConf.to_dict` gives back the first shape with ``encrypt_type`` spelt as it
+was sent (GetLogstore on the real service echoes it: the Go SDK's end-to-end test
+creates with ``"m4"`` and expects ``"m4"`` back), and :meth:`EncryptConf.to_encryption_body`
+the second.  The algorithm itself is :attr:`EncryptConf.algorithm` (``"default"`` or
+``"sm4"``) and :attr:`EncryptConf.suite`.
+
+``encrypt_type`` is required only when ``enable`` is true: the Go SDK's zero value
+``{"enable": false, "encrypt_type": ""}`` is an unencrypted Logstore.
+
+Every problem is a :class:`~sls_envelope.exceptions.ConfigError` with the service's code
+``LogStoreInfoInvalid`` (HTTP 400) and a message that begins "The encrypt_conf is
+invalid" and names the field.  Only authenticated modes are accepted: the
+unauthenticated ones that some documents list (CBC, ECB, CFB, OFB) are refused, because
+a log batch encrypted without authentication can be altered undetected and, for ECB,
+leaks equal blocks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .exceptions import ConfigError
 
-__all__ = ["EncryptConf", "UserCmkInfo", "SUITE_NAMES"]
+__all__ = ["EncryptConf", "UserCmkInfo", "SUITE_NAMES", "ENCRYPT_TYPES"]
 
-#: Canonical encrypt_type -> the AEAD suite name used by the batch format.
+#: Algorithm (canonical encrypt_type) -> the AEAD suite name used by the batch format.
 SUITE_NAMES = {"default": "aes-256-gcm", "sm4": "sm4-gcm"}
 
-# Accepted spellings -> canonical encrypt_type.
-_ALIASES = {
+#: Accepted encrypt_type spellings (compared case-insensitively) -> algorithm.  "default"
+#: and "sm4" are the EncryptConf page's names; "m4" is the data-encryption guide's and the
+#: Go SDK's name of SM4; "aes_gcm" and "sm4_gcm" are UpdateLogStoreEncryption's.
+ENCRYPT_TYPES = {
     "default": "default",
     "aes_gcm": "default",
     "sm4": "sm4",
-    "m4": "sm4",  # legacy spelling in older log-service documents
+    "m4": "sm4",
     "sm4_gcm": "sm4",
 }
 
 _UNAUTHENTICATED = frozenset({"aes_cbc", "aes_ecb", "aes_cfb", "aes_ofb", "sm4_ecb", "sm4_cbc"})
 
+# (enable, encrypt_type, user_cmk_info) and (cmk_key_id, arn, region_id) in each shape.
 _CONF_FIELDS = ("enable", "encrypt_type", "user_cmk_info")
 _CMK_FIELDS = ("cmk_key_id", "arn", "region_id")
+_BODY_FIELDS = ("enable", "encryptType", "userCmkInfo")
+_BODY_CMK_FIELDS = ("keyId", "roleArn", "regionId")
+
+_TYPE_MISSING = "[encrypt_type] key is missing or not supported"  # the real service's words
+
+
+def _invalid(detail: str) -> ConfigError:
+    return ConfigError.invalid_encrypt_conf(detail)
 
 
 @dataclasses.dataclass(frozen=True)
 class UserCmkInfo:
-    """The customer's CMK for BYOK and the RAM role the log service assumes to use it."""
+    """The customer's CMK for BYOK, the RAM role the log service assumes to use it, and
+    the region of the CMK (where the service calls KMS)."""
 
     cmk_key_id: str
     arn: str
@@ -52,29 +80,62 @@ class UserCmkInfo:
 
     @classmethod
     def from_dict(cls, value: Any) -> "UserCmkInfo":
+        """From ``{"cmk_key_id", "arn", "region_id"}`` or UpdateLogStoreEncryption's
+        ``{"keyId", "roleArn", "regionId"}``."""
         if not isinstance(value, Mapping):
-            raise ConfigError("encrypt_conf.user_cmk_info must be an object with cmk_key_id, arn and region_id")
-        unknown = sorted(str(k) for k in value if k not in _CMK_FIELDS)
+            raise _invalid("user_cmk_info must be an object with cmk_key_id, arn and region_id")
+        names = _BODY_CMK_FIELDS if any(k in value for k in _BODY_CMK_FIELDS) else _CMK_FIELDS
+        where = "userCmkInfo" if names is _BODY_CMK_FIELDS else "user_cmk_info"
+        unknown = sorted(str(k) for k in value if k not in names)
         if unknown:
-            raise ConfigError(f"encrypt_conf.user_cmk_info has unknown field(s): {', '.join(unknown)}")
-        fields: Dict[str, str] = {}
-        for name in _CMK_FIELDS:
+            raise _invalid(f"{where} has unknown field(s): {', '.join(unknown)}")
+        fields = []
+        for name in names:
             item = value.get(name)
             if not isinstance(item, str) or not item.strip():
-                raise ConfigError(f"encrypt_conf.user_cmk_info.{name} is required and must be a non-empty string")
-            fields[name] = item
-        return cls(**fields)
+                raise _invalid(f"{where}.{name} is required and must be a non-empty string")
+            fields.append(item)
+        return cls(*fields)
 
     def to_dict(self) -> Dict[str, str]:
         return {"cmk_key_id": self.cmk_key_id, "arn": self.arn, "region_id": self.region_id}
+
+    def to_encryption_body(self) -> Dict[str, str]:
+        """UpdateLogStoreEncryption's names."""
+        return {"keyId": self.cmk_key_id, "roleArn": self.arn, "regionId": self.region_id}
+
+
+def algorithm_of(encrypt_type: Any, *, required: bool) -> Optional[str]:
+    """The algorithm (``"default"``/``"sm4"``) an encrypt_type names; None when it is
+    absent or empty and not required.  ConfigError (LogStoreInfoInvalid) otherwise."""
+    if encrypt_type is None or encrypt_type == "":
+        if required:
+            raise _invalid(_TYPE_MISSING)  # exactly the real service's message
+        return None
+    if not isinstance(encrypt_type, str):
+        raise _invalid(f"{_TYPE_MISSING}: encrypt_type must be a string, \"default\" (AES-256-GCM) or \"sm4\"")
+    name = encrypt_type.strip().lower()
+    if name in _UNAUTHENTICATED:
+        raise _invalid(
+            f"{_TYPE_MISSING}: encrypt_type {encrypt_type!r} is an unauthenticated mode and is refused: "
+            "without authentication a stored batch can be altered undetected (and ECB also leaks "
+            "repeated blocks); use \"default\" (AES-256-GCM) or \"sm4\" (SM4-GCM)"
+        )
+    algorithm = ENCRYPT_TYPES.get(name)
+    if algorithm is None:
+        raise _invalid(_TYPE_MISSING)  # exactly the real service's message
+    return algorithm
 
 
 @dataclasses.dataclass(frozen=True)
 class EncryptConf:
     """A validated ``encrypt_conf``.
 
-    ``encrypt_type`` is canonical (``"default"`` or ``"sm4"``) or None when not given
-    (allowed only with ``enable`` false).  ``user_cmk_info`` None means a service key.
+    ``encrypt_type`` is kept as it was sent (``"m4"``, ``"default"``, ``""``...) or None
+    when absent; it may be absent or empty only with ``enable`` false.
+    ``user_cmk_info`` None means a service key.  Two confs that encrypt alike but are
+    spelt differently are unequal as objects (they echo differently) and have equal
+    :meth:`effective`.
     """
 
     enable: bool
@@ -84,36 +145,39 @@ class EncryptConf:
     def __post_init__(self) -> None:
         # Direct construction gets the same checks as from_dict.
         if type(self.enable) is not bool:
-            raise ConfigError("encrypt_conf.enable is required and must be a boolean")
-        if self.encrypt_type is not None and self.encrypt_type not in SUITE_NAMES:
-            raise ConfigError(f"encrypt_conf.encrypt_type must be one of {sorted(SUITE_NAMES)} here")
-        if self.enable and self.encrypt_type is None:
-            raise ConfigError("encrypt_conf.encrypt_type is required when enable is true")
+            raise _invalid("enable is required and must be a boolean")
+        algorithm_of(self.encrypt_type, required=self.enable)
         if self.user_cmk_info is not None and not isinstance(self.user_cmk_info, UserCmkInfo):
-            raise ConfigError("encrypt_conf.user_cmk_info must be a UserCmkInfo")
+            raise _invalid("user_cmk_info must be a UserCmkInfo")
 
     @classmethod
     def from_dict(cls, d: Any) -> "EncryptConf":
-        """Validate the dict CreateLogstore takes; raises ConfigError naming the field."""
+        """Validate an encrypt_conf (or an UpdateLogStoreEncryption body); raises
+        ConfigError (LogStoreInfoInvalid) naming the field."""
         if isinstance(d, EncryptConf):
             return d
         if not isinstance(d, Mapping):
-            raise ConfigError("encrypt_conf must be an object (dict)")
-        unknown = sorted(str(k) for k in d if k not in _CONF_FIELDS)
+            raise _invalid("encrypt_conf must be an object (dict)")
+        names, where = _shape_of(d)
+        unknown = sorted(str(k) for k in d if k not in names)
         if unknown:
-            raise ConfigError(f"encrypt_conf has unknown field(s): {', '.join(unknown)}")
-        if "enable" not in d:
-            raise ConfigError("encrypt_conf.enable is required")
-        enable = d["enable"]
+            raise _invalid(f"{where} has unknown field(s): {', '.join(unknown)}")
+        enable_name, type_name, cmk_name = names
+        if enable_name not in d:
+            raise _invalid("enable is required")
+        enable = d[enable_name]
         if type(enable) is not bool:
-            raise ConfigError("encrypt_conf.enable must be a boolean (true or false)")
-        encrypt_type = _canonical_type(d.get("encrypt_type"), required=enable)
-        raw_cmk = d.get("user_cmk_info")
+            raise _invalid("enable must be a boolean (true or false)")
+        encrypt_type = d.get(type_name)
+        if encrypt_type is not None and not isinstance(encrypt_type, str):
+            raise _invalid(f"{_TYPE_MISSING}: {type_name} must be a string, \"default\" (AES-256-GCM) or \"sm4\"")
+        raw_cmk = d.get(cmk_name)
         cmk = None if raw_cmk is None else UserCmkInfo.from_dict(raw_cmk)
         return cls(enable=enable, encrypt_type=encrypt_type, user_cmk_info=cmk)
 
     def to_dict(self) -> Dict[str, Any]:
-        """The conf with canonical names (``default``/``sm4``), as GetLogstore shows it."""
+        """The conf as GetLogstore shows it: the encrypt_conf shape, with the values sent
+        (``encrypt_type`` spelt as given, ``""`` kept)."""
         out: Dict[str, Any] = {"enable": self.enable}
         if self.encrypt_type is not None:
             out["encrypt_type"] = self.encrypt_type
@@ -121,10 +185,33 @@ class EncryptConf:
             out["user_cmk_info"] = self.user_cmk_info.to_dict()
         return out
 
+    def to_encryption_body(self) -> Dict[str, Any]:
+        """The conf in UpdateLogStoreEncryption's shape (``enable``, ``encryptType``,
+        ``userCmkInfo`` with ``keyId``, ``roleArn``, ``regionId``)."""
+        out: Dict[str, Any] = {"enable": self.enable}
+        if self.encrypt_type is not None:
+            out["encryptType"] = self.encrypt_type
+        if self.user_cmk_info is not None:
+            out["userCmkInfo"] = self.user_cmk_info.to_encryption_body()
+        return out
+
+    def with_enable(self, enable: bool) -> "EncryptConf":
+        """The same conf switched on or off (what UpdateLogStoreEncryption's ``enable``
+        alone changes)."""
+        return dataclasses.replace(self, enable=enable)
+
+    @property
+    def algorithm(self) -> Optional[str]:
+        """The algorithm the encrypt_type names, canonical: ``"default"`` (AES-256-GCM)
+        or ``"sm4"`` (for ``"sm4"``, ``"m4"``, ``"sm4_gcm"``); None if none is named.
+        Given whether or not ``enable`` is true."""
+        return algorithm_of(self.encrypt_type, required=False)
+
     @property
     def suite(self) -> Optional[str]:
         """``"aes-256-gcm"`` or ``"sm4-gcm"`` when encryption is enabled, else None."""
-        return SUITE_NAMES[self.encrypt_type] if self.enable and self.encrypt_type else None
+        algorithm = self.algorithm
+        return SUITE_NAMES[algorithm] if self.enable and algorithm else None
 
     @property
     def key_type(self) -> Optional[str]:
@@ -133,30 +220,24 @@ class EncryptConf:
             return None
         return "byok" if self.user_cmk_info is not None else "service"
 
-    def effective(self) -> Any:
-        """What is fixed at creation: equal for confs that encrypt the same way."""
+    def effective(self) -> Tuple[Any, ...]:
+        """What is fixed at creation: equal for confs that encrypt the same way
+        (``"m4"`` and ``"sm4"`` alike)."""
         if not self.enable:
             return (False,)
-        return (True, self.encrypt_type, self.user_cmk_info)
+        return (True, self.algorithm, self.user_cmk_info)
 
 
-def _canonical_type(value: Any, *, required: bool) -> Optional[str]:
-    if value is None:
-        if required:
-            raise ConfigError("encrypt_conf.encrypt_type is required when enable is true")
-        return None
-    if not isinstance(value, str):
-        raise ConfigError("encrypt_conf.encrypt_type must be a string: \"default\" (AES-256-GCM) or \"sm4\"")
-    name = value.strip().lower()
-    if name in _UNAUTHENTICATED:
-        raise ConfigError(
-            f"encrypt_conf.encrypt_type {value!r} is an unauthenticated mode and is refused: "
-            "without authentication a stored batch can be altered undetected (and ECB also leaks "
-            "repeated blocks); use \"default\" (AES-256-GCM) or \"sm4\" (SM4-GCM)"
-        )
-    canonical = _ALIASES.get(name)
-    if canonical is None:
-        raise ConfigError(
-            f"encrypt_conf.encrypt_type {value!r} is not supported; use \"default\" (AES-256-GCM) or \"sm4\" (SM4-GCM)"
-        )
-    return canonical
+def enable_only(d: Any) -> Optional[bool]:
+    """The ``enable`` of an UpdateLogStoreEncryption body that sets nothing else
+    (``{"enable": false}``: switch encryption off, keeping type and key), else None."""
+    if isinstance(d, Mapping) and set(d) == {"enable"} and type(d["enable"]) is bool:
+        return bool(d["enable"])
+    return None
+
+
+def _shape_of(d: Mapping[Any, Any]) -> Tuple[Tuple[str, str, str], str]:
+    """Which shape d is in: the encrypt_conf names or UpdateLogStoreEncryption's."""
+    if any(k in d for k in _BODY_FIELDS[1:]) and not any(k in d for k in _CONF_FIELDS[1:]):
+        return _BODY_FIELDS, "the UpdateLogStoreEncryption body"
+    return _CONF_FIELDS, "encrypt_conf"

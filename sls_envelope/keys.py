@@ -22,6 +22,7 @@ on customer CMKs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -34,13 +35,17 @@ import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .aead import Buffer
-from .conf import EncryptConf
-from .exceptions import ConfigError, KeyInvalidError, KmsUnavailableError
+from .conf import SUITE_NAMES, EncryptConf, enable_only
+from .exceptions import ConfigError, EncryptionDisabledError, KeyInvalidError, KmsUnavailableError
 from .format import BatchCodec
 from .keystore import KeyRecord, KeyStore, MemoryKeyStore, SqliteKeyStore
 from .kms.base import KmsClient
 
-__all__ = ["KeyManager", "LogstoreCipher", "encryption_context"]
+__all__ = ["KeyManager", "LogstoreCipher", "KmsByRegion", "encryption_context"]
+
+#: What KeyManager takes as its KMS: one client (every region), or one per region as a
+#: mapping from region id, or a callable region id -> client (None: no KMS there).
+KmsByRegion = Union[KmsClient, Mapping[str, KmsClient], Callable[[str], Optional[KmsClient]]]
 
 _SERVICE_CMK_SETTING = "service_cmk_id"
 _DATA_KEY_BYTES = 32  # HKDF input for both suites: 256 bits, also under SM4's 128-bit session keys
@@ -69,18 +74,19 @@ def encryption_context(project: str, logstore: str) -> Dict[str, str]:
 
 
 class _KeySource:
-    """Unwraps one Logstore's data key through the KMS, as the service or as the role."""
+    """Unwraps one Logstore's data key through the KMS (of the CMK's region), as the
+    service or as the role."""
 
     __slots__ = ("_kms", "_record")
 
-    def __init__(self, kms: KmsClient, record: KeyRecord) -> None:
-        self._kms = kms
+    def __init__(self, kms: Callable[[], KmsClient], record: KeyRecord) -> None:
+        self._kms = kms  # resolved at each unwrap: KmsUnavailableError if the region has none
         self._record = record
 
     def unwrap(self) -> bytes:
         record = self._record
         assert record.ciphertext_blob is not None
-        client = self._kms
+        client = self._kms()
         if record.key_type == "byok":
             conf = EncryptConf.from_dict(json.loads(record.conf))
             assert conf.user_cmk_info is not None
@@ -129,6 +135,8 @@ class LogstoreCipher:
         self._failure: Optional[KeyInvalidError] = None
         self._deadline = -math.inf  # the next call checks with the KMS
         self._closed: Optional[str] = None
+        # enable false (switched off by update_logstore): encrypt refuses, decrypt works.
+        self._enabled = EncryptConf.from_dict(json.loads(record.conf)).enable
         # The check value stored with the record at creation (the key the KMS made, verified
         # to unwrap from its blob); records from before it existed learn it from the first
         # key installed.  Every unwrap must match it.
@@ -182,7 +190,10 @@ class LogstoreCipher:
     # ---- the hot path -----------------------------------------------------------------
 
     def encrypt(self, batch: Buffer) -> bytes:
-        """Seal one batch (bytes-like) as a v1 blob."""
+        """Seal one batch (bytes-like) as a v1 blob.  EncryptionDisabledError while the
+        Logstore's encryption is switched off (``enable`` false)."""
+        if not self._enabled:
+            self._refuse_disabled()
         codec = self._codec
         # Service keys never revalidate (deadline +inf): no clock read on their hot path.
         if codec is None or (self._revalidate_after is not None and self._clock() >= self._deadline):
@@ -190,7 +201,9 @@ class LogstoreCipher:
         return codec.seal(batch)
 
     def encrypt_many(self, batches: Sequence[Buffer]) -> List[bytes]:
-        """Seal many batches in one C call."""
+        """Seal many batches in one C call (EncryptionDisabledError as for encrypt)."""
+        if not self._enabled:
+            self._refuse_disabled()
         codec = self._codec
         if codec is None or (self._revalidate_after is not None and self._clock() >= self._deadline):
             codec = self._ready()
@@ -210,6 +223,25 @@ class LogstoreCipher:
         if codec is None or (self._revalidate_after is not None and self._clock() >= self._deadline):
             codec = self._ready()
         return codec.open_many(blobs)
+
+    @property
+    def enabled(self) -> bool:
+        """False while the Logstore's encryption is switched off: encrypt refuses, decrypt
+        still opens what was written before."""
+        return self._enabled
+
+    def _refuse_disabled(self) -> None:
+        raise EncryptionDisabledError(
+            f"encryption of Logstore {self.project}/{self.logstore} is switched off (encrypt_conf.enable is "
+            "false): its batches are stored unencrypted until it is switched on again; earlier batches "
+            "still decrypt"
+        )
+
+    def _set_record(self, record: KeyRecord) -> None:
+        """The Logstore's record after update_logstore (same key; enable may differ)."""
+        with self._lock:
+            self._record = record
+            self._enabled = EncryptConf.from_dict(json.loads(record.conf)).enable
 
     # ---- key checks ---------------------------------------------------------------------
 
@@ -293,7 +325,15 @@ def _check_name(what: str, name: Any) -> str:
 class KeyManager:
     """Makes and keeps the key of every encrypted Logstore.  Thread-safe.
 
-    ``kms``: a :class:`~sls_envelope.kms.KmsClient` (e.g. :class:`~sls_envelope.kms.LocalKms`).
+    ``kms``: a :class:`~sls_envelope.kms.KmsClient` (e.g. :class:`~sls_envelope.kms.LocalKms`)
+    for every region, or one per region (:data:`KmsByRegion`: a mapping from region id or a
+    callable).  A BYOK Logstore's data-key calls go to the KMS of its
+    ``user_cmk_info.region_id``, as the log service calls KMS in the CMK's region;
+    creation refuses a region with no KMS, or whose KMS says (``KmsClient.region_id``)
+    it serves another region.  A callable is asked at each creation and each unwrap (not
+    on the hot path): return the same client for a region each time.  ``region_id``:
+    the region of the log service itself, whose KMS makes service keys (needed only
+    when ``kms`` is per region).
     ``store``: a path (an SQLite key-record file), a :class:`~sls_envelope.keystore.KeyStore`,
     or None (memory).  ``revalidate_after``: seconds between CMK checks of a BYOK
     Logstore (0 = every call).  ``service_key_id``: the service CMK to use instead of
@@ -302,15 +342,27 @@ class KeyManager:
 
     def __init__(
         self,
-        kms: KmsClient,
+        kms: KmsByRegion,
         store: Union[None, str, "os.PathLike[str]", KeyStore] = None,
         *,
+        region_id: Optional[str] = None,
         revalidate_after: float = 60.0,
         service_key_id: Optional[str] = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(kms, KmsClient):
-            raise TypeError("kms must be a sls_envelope.kms.KmsClient")
+        self._regions = _region_resolver(kms)
+        if region_id is not None and (not isinstance(region_id, str) or not region_id):
+            raise ValueError("region_id must be a non-empty str")
+        if isinstance(kms, KmsClient):
+            if region_id is not None and kms.region_id is not None and kms.region_id != region_id:
+                raise ValueError(f"region_id {region_id!r} is not the region of the KMS ({kms.region_id!r})")
+            self._service_kms: Optional[KmsClient] = kms
+        elif region_id is not None:
+            self._service_kms = self._regions(region_id)
+            if self._service_kms is None:
+                raise ValueError(f"no KMS is given for the service region {region_id!r}")
+        else:
+            self._service_kms = None  # BYOK only, until a region is named for service keys
         if isinstance(revalidate_after, bool) or not isinstance(revalidate_after, (int, float)) \
                 or not 0 <= revalidate_after < math.inf:
             raise ValueError("revalidate_after must be a finite number of seconds >= 0")
@@ -322,7 +374,7 @@ class KeyManager:
             self._store = SqliteKeyStore(store)
         else:
             raise TypeError("store must be None, a path or a KeyStore")
-        self._kms = kms
+        self._kms_spec = kms
         self._revalidate_after = float(revalidate_after)
         self._service_key_id = service_key_id
         self._clock = clock
@@ -330,11 +382,17 @@ class KeyManager:
         self._ciphers: Dict[Tuple[str, str], LogstoreCipher] = {}
 
     def __repr__(self) -> str:
-        return f"<KeyManager kms={self._kms!r} store={self._store!r} revalidate_after={self._revalidate_after}>"
+        return f"<KeyManager kms={self._kms_spec!r} store={self._store!r} revalidate_after={self._revalidate_after}>"
 
     @property
     def kms(self) -> KmsClient:
-        return self._kms
+        """The KMS of the service keys (the one given, or that of ``region_id``)."""
+        if self._service_kms is None:
+            raise ConfigError(
+                "this KeyManager has a KMS per region and no service region: pass KeyManager(region_id=...) "
+                "to make service keys", code="ServiceKeyUnavailable",
+            )
+        return self._service_kms
 
     # ---- Logstores ------------------------------------------------------------------------
 
@@ -343,25 +401,28 @@ class KeyManager:
     ) -> Optional[LogstoreCipher]:
         """Make the Logstore's key from its encrypt_conf; None if it is unencrypted.
 
-        ConfigError for a bad conf or an existing Logstore; KeyInvalidError if the role
-        cannot be assumed or the CMK cannot be used; KmsUnavailableError if the KMS is down.
+        The conf is kept as sent (:meth:`get_encrypt_conf` echoes it).  ConfigError
+        (LogStoreInfoInvalid) for a bad conf or a region without a KMS,
+        (LogStoreAlreadyExist) for an existing Logstore, (ParameterInvalid) for a bad
+        name; KeyInvalidError if the role cannot be assumed or the CMK cannot be used;
+        KmsUnavailableError if the KMS is down.
         """
         conf = EncryptConf.from_dict(encrypt_conf)
         _check_name("project", project)
         _check_name("logstore", logstore)
         with self._lock:
             if self._store.get(project, logstore) is not None:
-                raise ConfigError(f"Logstore {project}/{logstore} already exists", code="LogStoreAlreadyExist")
+                raise _already_exists(logstore)
             conf_json = json.dumps(conf.to_dict(), sort_keys=True)
             if not conf.enable:
                 self._add(KeyRecord(project, logstore, conf_json, created_at=time.time()))
                 return None
             context = encryption_context(project, logstore)
             if conf.user_cmk_info is not None:
-                client = self._kms.assume_role(conf.user_cmk_info.arn)
+                client = self._byok_kms(conf.user_cmk_info.region_id).assume_role(conf.user_cmk_info.arn)
                 cmk_key_id = conf.user_cmk_info.cmk_key_id
             else:
-                client = self._kms
+                client = self.kms
                 cmk_key_id = self._service_cmk()
             data_key = client.generate_data_key(cmk_key_id, context=context, number_of_bytes=_DATA_KEY_BYTES)
             plaintext = _checked_data_key(data_key.plaintext)
@@ -374,7 +435,7 @@ class KeyManager:
                 suite=conf.suite, key_type=conf.key_type, cmk_key_id=cmk_key_id,
                 ciphertext_blob=blob, created_at=time.time(), key_check=_key_check(plaintext, key_ref),
             )
-            source = _KeySource(self._kms, record)
+            source = self._source(record)
             # Before anything is stored or sealed: the wrapped key must unwrap, the way
             # every later read will, to the key the KMS gave us.  Otherwise batches would
             # be sealed under a key nobody can recover.
@@ -394,7 +455,9 @@ class KeyManager:
 
     def open_logstore(self, project: str, logstore: str) -> Optional[LogstoreCipher]:
         """The Logstore's cipher (None if unencrypted); ConfigError if there is no such
-        Logstore.  The key is unwrapped through the KMS at first use, not here."""
+        Logstore.  The key is unwrapped through the KMS at first use, not here.  A
+        Logstore created encrypted whose encryption is switched off has a cipher that
+        decrypts and refuses to encrypt."""
         with self._lock:
             cipher = self._ciphers.get((project, logstore))
             if cipher is not None:
@@ -403,7 +466,7 @@ class KeyManager:
             if not record.encrypted:
                 return None
             cipher = LogstoreCipher(
-                record, _KeySource(self._kms, record), revalidate_after=self._revalidation(record),
+                record, self._source(record), revalidate_after=self._revalidation(record),
                 clock=self._clock,
             )
             self._ciphers[(project, logstore)] = cipher
@@ -412,20 +475,48 @@ class KeyManager:
     def update_logstore(
         self, project: str, logstore: str, encrypt_conf: Union[EncryptConf, Mapping[str, Any]]
     ) -> None:
-        """Accept the conf the Logstore already has (a no-op); any change of
-        algorithm, key type or CMK is ConfigError: they are fixed at creation."""
-        conf = EncryptConf.from_dict(encrypt_conf)
-        current = self.get_encrypt_conf(project, logstore)
-        if conf.effective() == current.effective():
-            return
-        changed = _describe_change(current, conf)
-        raise ConfigError(
-            f"encrypt_conf of Logstore {project}/{logstore} cannot be changed after creation ({changed})",
-            code="ParameterInvalid",
-        )
+        """Apply an UpdateLogstore encrypt_conf (or an UpdateLogStoreEncryption body).
+
+        The rules (docs/LOGSTORE.md): encryption is configured when the Logstore is
+        created and its algorithm and key never change.  The same conf (``m4`` and
+        ``sm4`` are one algorithm) is a no-op; ``enable`` may be switched off and on
+        again on a Logstore created encrypted (the key stays: earlier batches stay
+        readable); any change of ``encrypt_type`` or ``user_cmk_info``, or enabling
+        encryption on a Logstore created without it, is ConfigError
+        (LogStoreInfoInvalid) citing the rule.  The conf as created is kept; only its
+        ``enable`` changes.
+        """
+        toggle = enable_only(encrypt_conf)
+        new = None if toggle is not None else EncryptConf.from_dict(encrypt_conf)
+        with self._lock:
+            while True:
+                record = self._record(project, logstore)
+                current = EncryptConf.from_dict(json.loads(record.conf))
+                enable = toggle if new is None else new.enable
+                if new is not None:
+                    problem = _describe_change(record, current, new)
+                    if problem is not None:
+                        raise ConfigError.invalid_encrypt_conf(
+                            f"{problem} (Logstore {logstore}): {_UPDATE_RULE}"
+                        )
+                elif enable and not record.encrypted:
+                    raise ConfigError.invalid_encrypt_conf(
+                        f"encryption cannot be enabled on a Logstore created without it (Logstore {logstore}): "
+                        f"{_UPDATE_RULE}"
+                    )
+                assert enable is not None
+                if enable == current.enable or not record.encrypted:
+                    return  # nothing to change (a disabled unencrypted Logstore stays so)
+                updated = json.dumps(current.with_enable(enable).to_dict(), sort_keys=True)
+                if self._store.replace_conf(project, logstore, record.conf, updated):
+                    break
+                # Another manager sharing the store changed it meanwhile: judge again.
+            cipher = self._ciphers.get((project, logstore))
+            if cipher is not None:
+                cipher._set_record(dataclasses.replace(record, conf=updated))
 
     def get_encrypt_conf(self, project: str, logstore: str) -> EncryptConf:
-        """The conf the Logstore was created with (canonical)."""
+        """The Logstore's conf as created (spelt as sent), with its current ``enable``."""
         return EncryptConf.from_dict(json.loads(self._record(project, logstore).conf))
 
     def describe_logstore(self, project: str, logstore: str) -> KeyRecord:
@@ -441,7 +532,7 @@ class KeyManager:
         """Forget the Logstore and wipe its key; its batches can no longer be read."""
         with self._lock:
             if not self._store.remove(project, logstore):
-                raise ConfigError(f"Logstore {project}/{logstore} does not exist", code="LogStoreNotExist")
+                raise _not_exist(logstore)
             cipher = self._ciphers.pop((project, logstore), None)
             if cipher is not None:
                 cipher._close(f"Logstore {project}/{logstore} was deleted")
@@ -459,17 +550,48 @@ class KeyManager:
     def _record(self, project: str, logstore: str) -> KeyRecord:
         record = self._store.get(project, logstore)
         if record is None:
-            raise ConfigError(f"Logstore {project}/{logstore} does not exist", code="LogStoreNotExist")
+            raise _not_exist(logstore)
         return record
 
     def _add(self, record: KeyRecord) -> None:
         if not self._store.add(record):
-            raise ConfigError(
-                f"Logstore {record.project}/{record.logstore} already exists", code="LogStoreAlreadyExist"
-            )
+            raise _already_exists(record.logstore)
 
     def _revalidation(self, record: KeyRecord) -> Optional[float]:
         return self._revalidate_after if record.key_type == "byok" else None
+
+    def _byok_kms(self, region_id: str) -> KmsClient:
+        """The (account's) KMS of a CMK's region, checked; ConfigError (LogStoreInfoInvalid)
+        if there is none or it serves another region."""
+        kms = self._regions(region_id)
+        if kms is None:
+            raise ConfigError.invalid_encrypt_conf(
+                f"user_cmk_info.region_id {region_id!r} names a region with no KMS here"
+            )
+        if kms.region_id is not None and kms.region_id != region_id:
+            raise ConfigError.invalid_encrypt_conf(
+                f"user_cmk_info.region_id {region_id!r} is not the region of the KMS ({kms.region_id!r}): "
+                "the CMK must be in the region named"
+            )
+        return kms
+
+    def _source(self, record: KeyRecord) -> _KeySource:
+        """How the record's data key is unwrapped: through the KMS of its CMK's region
+        (BYOK) or the service KMS, looked up at each unwrap."""
+        if record.key_type != "byok":
+            return _KeySource(lambda: self._unwrap_kms(None), record)
+        cmk = EncryptConf.from_dict(json.loads(record.conf)).user_cmk_info
+        assert cmk is not None
+        region = cmk.region_id
+        return _KeySource(lambda: self._unwrap_kms(region), record)
+
+    def _unwrap_kms(self, region_id: Optional[str]) -> KmsClient:
+        """The KMS to unwrap with; KmsUnavailableError (the next call asks again) if the
+        manager no longer has one for the region."""
+        try:
+            return self.kms if region_id is None else self._byok_kms(region_id)
+        except ConfigError as exc:
+            raise KmsUnavailableError(f"cannot unwrap: {exc}", code="ServiceUnavailable") from None
 
     def _service_cmk(self) -> str:
         """The service CMK: given, stored, or created now (once) and stored."""
@@ -479,7 +601,7 @@ class KeyManager:
         if stored is not None:
             return stored
         try:
-            key_id = self._kms.create_key("sls-envelope service master key")
+            key_id = self.kms.create_key("sls-envelope service master key")
         except NotImplementedError:
             raise ConfigError(
                 "this KMS cannot create the service master key; pass KeyManager(service_key_id=...)",
@@ -488,14 +610,72 @@ class KeyManager:
         return self._store.set_setting_default(_SERVICE_CMK_SETTING, key_id)
 
 
-def _describe_change(old: EncryptConf, new: EncryptConf) -> str:
-    if old.enable != new.enable:
-        return f"enable {str(old.enable).lower()} -> {str(new.enable).lower()}"
-    if old.encrypt_type != new.encrypt_type:
-        return f"encrypt_type {old.encrypt_type} -> {new.encrypt_type}"
-    if old.key_type != new.key_type:
-        return f"key type {old.key_type} -> {new.key_type}"
-    assert old.user_cmk_info is not None and new.user_cmk_info is not None
+#: Cited by every refused update (SLS API reference, UpdateLogStoreEncryption, "Limits").
+_UPDATE_RULE = (
+    "encryption is configured when the Logstore is created; its encrypt_type and user_cmk_info cannot be "
+    "changed afterwards, only enable can be switched"
+)
+
+
+def _region_resolver(kms: Any) -> Callable[[str], Optional[KmsClient]]:
+    """KeyManager's ``kms`` argument as region id -> KMS (None: no KMS for that region)."""
+    if isinstance(kms, KmsClient):
+        return lambda region_id: kms
+    if isinstance(kms, Mapping):
+        table: Dict[str, KmsClient] = {}
+        for region_id, client in kms.items():
+            if not isinstance(region_id, str) or not region_id or not isinstance(client, KmsClient):
+                raise TypeError("a kms mapping must map region ids (str) to sls_envelope.kms.KmsClient")
+            if client.region_id is not None and client.region_id != region_id:
+                raise ValueError(f"the KMS given for region {region_id!r} serves {client.region_id!r}")
+            table[region_id] = client
+        return table.get
+    if callable(kms):
+        def lookup(region_id: str) -> Optional[KmsClient]:
+            client = kms(region_id)
+            if client is not None and not isinstance(client, KmsClient):
+                raise TypeError("the kms callable must return a sls_envelope.kms.KmsClient or None")
+            return client
+        return lookup
+    raise TypeError("kms must be a sls_envelope.kms.KmsClient, a mapping of region id to one, or a callable")
+
+
+def _already_exists(logstore: str) -> ConfigError:
+    # The real service's words (the Java SDK's function test): "logstore <name> already exists".
+    return ConfigError(f"logstore {logstore} already exists", code="LogStoreAlreadyExist")
+
+
+def _not_exist(logstore: str) -> ConfigError:
+    # SLS API reference, error codes: LogStoreNotExist, 404, "logstore <name> does not exist".
+    return ConfigError(f"logstore {logstore} does not exist", code="LogStoreNotExist")
+
+
+def _describe_change(record: KeyRecord, current: EncryptConf, new: EncryptConf) -> Optional[str]:
+    """What in new breaks the update rules for the Logstore of record (created with the
+    conf current, which may since have been switched off), or None if it may be applied.
+
+    With ``enable`` true the conf says everything (encrypt_type required; no
+    user_cmk_info means a service key) and must match what was created.  With ``enable``
+    false only what it names is compared: Go's zero value ``{"enable": false,
+    "encrypt_type": ""}`` just switches encryption off."""
+    if not record.encrypted:
+        if new.enable:
+            return "encryption cannot be enabled on a Logstore created without it"
+        return None
+    assert record.suite is not None
+    created = next(name for name, suite in SUITE_NAMES.items() if suite == record.suite)
+    algorithm = new.algorithm
+    if algorithm is not None and algorithm != created:
+        return f"encrypt_type cannot be changed ({current.encrypt_type} -> {new.encrypt_type})"
+    if new.user_cmk_info is None:
+        if new.enable and record.key_type == "byok":
+            return "user_cmk_info cannot be removed (the key type cannot change from BYOK to a service key)"
+        return None
+    if record.key_type != "byok":
+        return "user_cmk_info cannot be added (the key type cannot change from a service key to BYOK)"
+    assert current.user_cmk_info is not None
     fields = [name for name in ("cmk_key_id", "arn", "region_id")
-              if getattr(old.user_cmk_info, name) != getattr(new.user_cmk_info, name)]
-    return "user_cmk_info." + ", user_cmk_info.".join(fields) + " changed"
+              if getattr(current.user_cmk_info, name) != getattr(new.user_cmk_info, name)]
+    if fields:
+        return "user_cmk_info cannot be changed (" + ", ".join(fields) + ")"
+    return None

@@ -26,7 +26,7 @@ class KeyRecord:
 
     project: str
     logstore: str
-    conf: str  #: the canonical encrypt_conf, as JSON
+    conf: str  #: the encrypt_conf as sent (EncryptConf.to_dict), as JSON
     key_ref: Optional[bytes] = None  #: 16 random bytes, written into every batch header
     suite: Optional[str] = None  #: "aes-256-gcm" or "sm4-gcm"
     key_type: Optional[str] = None  #: "service" or "byok"
@@ -68,6 +68,12 @@ class KeyStore(abc.ABC):
     def close(self) -> None:
         """Release resources.  Optional."""
 
+    def replace_conf(self, project: str, logstore: str, old: str, new: str) -> bool:
+        """Set a record's conf to new if it is still old (compare-and-set: two managers
+        sharing a store cannot lose each other's update); False if it is not.  Optional:
+        KeyManager.update_logstore needs it to switch ``enable``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot update a record's conf")
+
     def records(self, project: Optional[str] = None) -> List[KeyRecord]:
         """Every record (of one project, if given), sorted by project and Logstore.
         Optional: stores that cannot enumerate raise NotImplementedError."""
@@ -93,6 +99,14 @@ class MemoryKeyStore(KeyStore):
     def remove(self, project: str, logstore: str) -> bool:
         with self._lock:
             return self._records.pop((project, logstore), None) is not None
+
+    def replace_conf(self, project: str, logstore: str, old: str, new: str) -> bool:
+        with self._lock:
+            record = self._records.get((project, logstore))
+            if record is None or record.conf != old:
+                return False
+            self._records[(project, logstore)] = dataclasses.replace(record, conf=new)
+            return True
 
     def get_setting(self, name: str) -> Optional[str]:
         with self._lock:
@@ -190,6 +204,14 @@ class SqliteKeyStore(KeyStore):
         with self._lock:
             cursor = self._db.execute(
                 "DELETE FROM logstore_keys WHERE project = ? AND logstore = ?", (project, logstore)
+            )
+            return cursor.rowcount == 1
+
+    def replace_conf(self, project: str, logstore: str, old: str, new: str) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE logstore_keys SET conf = ? WHERE project = ? AND logstore = ? AND conf = ?",
+                (new, project, logstore, old),
             )
             return cursor.rowcount == 1
 

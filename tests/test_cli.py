@@ -208,7 +208,7 @@ def test_logstore_create_variants(tmp_path: Path) -> None:
     assert "not encrypted" in ok(run(home, "logstore", "create", "p/plain", "--encrypt-conf", '{"enable": false}'))
     created = js(run(home, "logstore", "create", "p/legacy", "--json",
                      "--encrypt-conf", '{"enable": true, "encrypt_type": "m4"}'))
-    assert created["suite"] == "sm4-gcm" and created["encrypt_conf"]["encrypt_type"] == "sm4"
+    assert created["suite"] == "sm4-gcm" and created["encrypt_conf"]["encrypt_type"] == "m4"  # echoed as sent
     (tmp_path / "in.bin").write_bytes(b"data")
     assert "not encrypted" in failed(run(home, "encrypt", "p/plain", str(tmp_path / "in.bin"),
                                          str(tmp_path / "out.bin")))

@@ -94,7 +94,8 @@ def test_byok_sm4_round_trip(world: World, encrypt_type: str) -> None:
     blob = cipher.encrypt(b"secret logs")
     assert fmt.inspect(blob)["suite"] == "sm4-gcm"
     assert cipher.decrypt(blob) == b"secret logs"
-    assert cipher.encrypt_conf.to_dict()["encrypt_type"] == "sm4"
+    assert cipher.encrypt_conf.to_dict()["encrypt_type"] == encrypt_type  # echoed as sent
+    assert cipher.encrypt_conf.algorithm == "sm4"
 
 
 def test_service_keys_are_independent_per_logstore_and_share_one_cmk(world: World) -> None:
@@ -202,10 +203,11 @@ def test_immutability(world: World) -> None:
     m.create_logstore("p", "plain", {"enable": False})
     other_cmk = world.kms.create_key()
     other_arn = world.kms.create_role("other", trust_policy=log_service_trust_policy(), policies=BOTH)
+    # (Switching enable alone is allowed: tests/test_sls_semantics.py.)
     changes: List[Tuple[str, Any]] = [
-        ("aes", SM4), ("aes", {"enable": False}), ("aes", world.byok("default")),
+        ("aes", SM4), ("aes", {"enable": False, "encrypt_type": "sm4"}), ("aes", world.byok("default")),
         ("byok", world.byok("default")), ("byok", SM4), ("byok", world.byok("sm4", cmk=other_cmk)),
-        ("byok", world.byok("sm4", arn=other_arn)), ("byok", {"enable": False}),
+        ("byok", world.byok("sm4", arn=other_arn)),
         ("plain", AES), ("plain", world.byok()),
     ]
     for logstore, conf in changes:

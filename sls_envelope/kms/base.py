@@ -67,6 +67,13 @@ class KmsClient(abc.ABC):
     KmsUnavailableError or ValueError (bad arguments) from these methods.
     """
 
+    #: The Alibaba Cloud region this KMS serves (``"cn-hangzhou"``...), or None for a
+    #: backend without such regions (OpenBao, PKCS#11; AWS regions are not Alibaba
+    #: region ids).  KeyManager sends a BYOK Logstore's data-key calls to the KMS of its
+    #: ``user_cmk_info.region_id`` and refuses a KMS whose region_id says another region.
+    #: A plain attribute, so a backend may set it in ``__init__`` or make it a property.
+    region_id: Optional[str] = None
+
     @abc.abstractmethod
     def generate_data_key(
         self, key_id: str, *, context: EncryptionContext, number_of_bytes: int = 32

@@ -363,6 +363,12 @@ class LocalKms(KmsClient):
     def path(self) -> Optional[str]:
         return self._store.dir
 
+    @property
+    def region_id(self) -> str:  # type: ignore[override]  # the base's plain attribute, read-only here
+        """The region of this KMS (default ``cn-hangzhou``): BYOK confs name it in
+        ``user_cmk_info.region_id``."""
+        return self._store.region_id
+
     # ---- the KmsClient interface -----------------------------------------------------------
 
     def generate_data_key(
