@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -23,7 +22,13 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, NoReturn, Opti
 from . import __version__
 from .exceptions import ConfigError, KeyInvalidError, KmsUnavailableError, SlsEnvelopeError
 from .home import ENV_VAR, Home
-from .kms.local import CRYPTO_USER_POLICY, READ_ONLY_POLICY, LocalKms, log_service_trust_policy
+from .kms.local import (
+    BYOK_ROLE_POLICIES,
+    LocalKms,
+    create_log_service_role,
+    iso_utc,
+    log_service_trust_policy,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -75,10 +80,6 @@ def _rate(bytes_per_second: float) -> str:
     if bytes_per_second >= 1e9:
         return f"{bytes_per_second / 1e9:.2f} GB/s"
     return f"{bytes_per_second / 1e6:.1f} MB/s"
-
-
-def _when(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---- arguments --------------------------------------------------------------------------------
@@ -203,9 +204,15 @@ def _record_dict(record: Any) -> Dict[str, Any]:
         "key_ref": None if record.key_ref is None else record.key_ref.hex(),
         "cmk_key_id": record.cmk_key_id,
         "role_arn": (conf.get("user_cmk_info") or {}).get("arn"),
-        "created_at": _when(record.created_at),
+        "created_at": iso_utc(record.created_at),
         "encrypt_conf": conf,
     }
+
+
+def _caller(args: argparse.Namespace, kms: Any) -> Any:
+    """--as-user NAME: the RAM user making the request (None: the account)."""
+    name = getattr(args, "as_user", None)
+    return None if name is None else kms.user(name)
 
 
 def _cmd_logstore_create(args: argparse.Namespace) -> int:
@@ -214,7 +221,8 @@ def _cmd_logstore_create(args: argparse.Namespace) -> int:
             else {"enable": True, "encrypt_type": "default"})
     manager = _home(args).open_manager()
     try:
-        manager.create_logstore(project, logstore, conf)
+        caller = _caller(args, manager.kms)
+        manager.create_logstore(project, logstore, conf, caller=caller)
         record = manager.describe_logstore(project, logstore)
     finally:
         manager.close()
@@ -360,15 +368,64 @@ def _key_state_command(action: Callable[[LocalKms, argparse.Namespace], None]) -
 
 
 def _cmd_kms_create_role(args: argparse.Namespace) -> int:
-    trust = (_json_arg(args.trust_policy, "--trust-policy") if args.trust_policy is not None
-             else log_service_trust_policy())
-    policies = args.policy if args.policy else [CRYPTO_USER_POLICY, READ_ONLY_POLICY]
     kms = _kms(args)
-    arn = kms.create_role(args.name, trust_policy=trust, policies=policies)
+    if args.trust_policy is None and not args.policy:
+        arn = create_log_service_role(kms, args.name)  # the BYOK role of docs/KMS.md
+    else:
+        trust = (_json_arg(args.trust_policy, "--trust-policy") if args.trust_policy is not None
+                 else log_service_trust_policy())
+        arn = kms.create_role(args.name, trust_policy=trust, policies=args.policy or list(BYOK_ROLE_POLICIES))
     if args.json:
         _print_json(kms.get_role(args.name))
     else:
         print(arn)
+    return 0
+
+
+def _cmd_kms_create_user(args: argparse.Namespace) -> int:
+    kms = _kms(args)
+    arn = kms.create_user(args.name)
+    for policy in args.policy or []:
+        kms.attach_user_policy(args.name, policy)
+    if args.json:
+        _print_json(kms.get_user(args.name))
+    else:
+        print(arn)
+    return 0
+
+
+def _cmd_kms_create_access_key(args: argparse.Namespace) -> int:
+    ident, secret = _kms(args).create_access_key(args.user)
+    if args.json:
+        _print_json({"AccessKeyId": ident, "AccessKeySecret": secret})
+    else:
+        print(f"AccessKeyId      {ident}\nAccessKeySecret  {secret}\n(the secret is shown only now)")
+    return 0
+
+
+def _cmd_kms_attach_user_policy(args: argparse.Namespace) -> int:
+    kms = _kms(args)
+    kms.attach_user_policy(args.user, args.policy)
+    if args.json:
+        _print_json(kms.get_user(args.user))
+    else:
+        print(f"{args.user}: {', '.join(kms.get_user(args.user)['Policies'])}")
+    return 0
+
+
+def _cmd_kms_create_policy(args: argparse.Namespace) -> int:
+    kms = _kms(args)
+    kms.create_policy(args.name, _json_arg(args.document, "--document"))
+    print(args.name)
+    return 0
+
+
+def _cmd_kms_service_credential(args: argparse.Namespace) -> int:
+    ident, secret = _kms(args).service_credential()
+    if args.json:
+        _print_json({"AccessKeyId": ident, "AccessKeySecret": secret})
+    else:
+        print(f"AccessKeyId      {ident}\nAccessKeySecret  {secret}")
     return 0
 
 
@@ -415,9 +472,34 @@ def _register_kms_create_role(sub: Any, common: argparse.ArgumentParser) -> None
     p.add_argument("--trust-policy", metavar="JSON|@FILE",
                    help="trust policy (default: allow sts:AssumeRole by log.aliyuncs.com)")
     p.add_argument("--policy", action="append", metavar="NAME",
-                   help=f"attach a system policy; repeatable (default: {CRYPTO_USER_POLICY} and "
-                        f"{READ_ONLY_POLICY})")
+                   help=f"attach a system policy or one made by create-policy; repeatable (default: "
+                        f"{' and '.join(BYOK_ROLE_POLICIES)})")
     p.set_defaults(handler=_cmd_kms_create_role)
+
+
+def _register_kms_users(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("create-user", parents=[common], help="create a RAM user; prints its ARN")
+    p.add_argument("name", metavar="NAME", help="1 to 64 letters, digits, '.', '-', '_' or '@'")
+    p.add_argument("--policy", action="append", metavar="NAME", help="attach a policy; repeatable")
+    p.set_defaults(handler=_cmd_kms_create_user)
+    p = sub.add_parser("create-access-key", parents=[common],
+                       help="make an AccessKey for a RAM user (for kms serve); prints it once")
+    p.add_argument("user", metavar="USER")
+    p.set_defaults(handler=_cmd_kms_create_access_key)
+    p = sub.add_parser("attach-user-policy", parents=[common], help="attach a policy to a RAM user")
+    p.add_argument("user", metavar="USER")
+    p.add_argument("policy", metavar="POLICY", help="a system policy (e.g. AliyunSTSAssumeRoleAccess) "
+                                                    "or one made by create-policy")
+    p.set_defaults(handler=_cmd_kms_attach_user_policy)
+    p = sub.add_parser("create-policy", parents=[common],
+                       help="create a custom RAM policy (Allow/Deny statements; Deny wins)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--document", required=True, metavar="JSON|@FILE", help="the policy document")
+    p.set_defaults(handler=_cmd_kms_create_policy)
+    p = sub.add_parser("service-credential", parents=[common],
+                       help="show the log service's own AccessKey (made on first use; kms serve accepts "
+                            "it as log.aliyuncs.com)")
+    p.set_defaults(handler=_cmd_kms_service_credential)
 
 
 def _cmd_kms_serve(args: argparse.Namespace) -> int:
@@ -429,11 +511,16 @@ def _cmd_kms_serve(args: argparse.Namespace) -> int:
                            "(or SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET, which keeps the secret out of ps)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+    kms = _kms(args)
+    service_id, _ = kms.service_credential()
+
     def announce(server: KmsHttpServer) -> None:
         print(f"serving LocalKms at http://{server.endpoint} (KMS {KMS_VERSION}, STS {STS_VERSION}); "
               "Ctrl-C stops", flush=True)
+        print(f"the log service (log.aliyuncs.com) signs as AccessKeyId {service_id}; its secret: "
+              f"'{PROG} kms service-credential' (kept in {kms.path or 'memory'})", flush=True)
 
-    serve(_kms(args), args.host, args.port, args.access_key_id, secret, region_id=args.region_id,
+    serve(kms, args.host, args.port, args.access_key_id, secret, region_id=args.region_id,
           ready=announce)
     return 0
 
@@ -457,6 +544,7 @@ KMS_COMMANDS: List[Callable[[Any, argparse.ArgumentParser], None]] = [
     _register_kms_describe_key,
     _register_kms_key_states,
     _register_kms_create_role,
+    _register_kms_users,
     _register_kms_serve,
 ]
 
@@ -652,6 +740,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encrypt-conf", metavar="JSON|@FILE",
                    help='the encrypt_conf (default {"enable": true, "encrypt_type": "default"}: AES-256-GCM '
                         'with a service key; add user_cmk_info for BYOK)')
+    p.add_argument("--as-user", metavar="USER", help="act as this RAM user (kms create-user): a BYOK conf "
+                                                    "then needs ram:PassRole on its role")
     p.set_defaults(handler=_cmd_logstore_create)
     p = logstore.add_parser("show", parents=[common], help="show a Logstore's encryption")
     p.add_argument("logstore", type=_logstore_ref, metavar="PROJECT/LOGSTORE")

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, List, Optional
 from .exceptions import KeyInvalidError
 from .home import Home
 from .keys import LogstoreCipher
-from .kms.local import CRYPTO_USER_POLICY, READ_ONLY_POLICY, log_service_trust_policy
+from .kms.local import create_log_service_role
 
 __all__ = ["LogstoreFigures", "DemoResult", "DemoFailure", "access_log_lines", "pack_batches", "run_demo"]
 
@@ -191,10 +191,7 @@ def run_demo(
     manager = home.open_manager(kms, revalidate_after=DEMO_REVALIDATE_AFTER)
     try:
         cmk = kms.create_key("sls-envelope demo: the customer's CMK")
-        arn = kms.create_role(
-            "sls-demo-byok", trust_policy=log_service_trust_policy(),
-            policies=[CRYPTO_USER_POLICY, READ_ONLY_POLICY],
-        )
+        arn = create_log_service_role(kms, "sls-demo-byok")
         report(f"KMS: CMK {cmk}; RAM role {arn} trusting log.aliyuncs.com")
         service_name, byok_name = "access-log-aes", "access-log-sm4-byok"
         service = manager.create_logstore(PROJECT, service_name, {"enable": True, "encrypt_type": "default"})

@@ -40,6 +40,7 @@ from .exceptions import ConfigError, EncryptionDisabledError, KeyInvalidError, K
 from .format import BatchCodec
 from .keystore import KeyRecord, KeyStore, MemoryKeyStore, SqliteKeyStore
 from .kms.base import KmsClient
+from .kms.ram import Caller
 
 __all__ = ["KeyManager", "LogstoreCipher", "KmsByRegion", "encryption_context"]
 
@@ -50,6 +51,16 @@ KmsByRegion = Union[KmsClient, Mapping[str, KmsClient], Callable[[str], Optional
 _SERVICE_CMK_SETTING = "service_cmk_id"
 _DATA_KEY_BYTES = 32  # HKDF input for both suites: 256 bits, also under SM4's 128-bit session keys
 _MAX_NAME = 255
+
+
+def _check_pass_role(caller: Optional[Caller], role_arn: str) -> None:
+    """The log service's step 5 of BYOK: whoever configures the Logstore passes the role to
+    the service, so needs ram:PassRole on it (evaluated as RAM does: Deny wins).  The real
+    service's answer is undocumented: SLS's permission-denied code, Unauthorized, with 403
+    as for other RAM denials (docs/LOGSTORE.md)."""
+    if caller is not None and not caller.is_authorized("ram:PassRole", role_arn):
+        raise KeyInvalidError(f"{caller.arn} is not authorized to pass the role {role_arn} to the log "
+                              "service (ram:PassRole)", code="Unauthorized", http_status=403)
 
 
 def _checked_data_key(value: Any) -> bytes:
@@ -397,12 +408,18 @@ class KeyManager:
     # ---- Logstores ------------------------------------------------------------------------
 
     def create_logstore(
-        self, project: str, logstore: str, encrypt_conf: Union[EncryptConf, Mapping[str, Any]]
+        self, project: str, logstore: str, encrypt_conf: Union[EncryptConf, Mapping[str, Any]],
+        *, caller: Optional[Caller] = None,
     ) -> Optional[LogstoreCipher]:
         """Make the Logstore's key from its encrypt_conf; None if it is unencrypted.
 
-        The conf is kept as sent (:meth:`get_encrypt_conf` echoes it).  ConfigError
-        (LogStoreInfoInvalid) for a bad conf or a region without a KMS,
+        The conf is kept as sent (:meth:`get_encrypt_conf` echoes it).  ``caller``: who
+        asks (e.g. ``LocalKms.user(name)``); for a BYOK conf it must hold ``ram:PassRole``
+        on the role ARN, as the log service requires of a RAM user, else KeyInvalidError
+        code ``Unauthorized`` (403).  None: the account itself, which may pass any of its
+        roles.
+
+        ConfigError (LogStoreInfoInvalid) for a bad conf or a region without a KMS,
         (LogStoreAlreadyExist) for an existing Logstore, (ParameterInvalid) for a bad
         name; KeyInvalidError if the role cannot be assumed or the CMK cannot be used;
         KmsUnavailableError if the KMS is down.
@@ -419,6 +436,7 @@ class KeyManager:
                 return None
             context = encryption_context(project, logstore)
             if conf.user_cmk_info is not None:
+                _check_pass_role(caller, conf.user_cmk_info.arn)
                 client = self._byok_kms(conf.user_cmk_info.region_id).assume_role(conf.user_cmk_info.arn)
                 cmk_key_id = conf.user_cmk_info.cmk_key_id
             else:

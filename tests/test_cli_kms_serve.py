@@ -4,6 +4,7 @@ and a BYOK Logstore over AliyunKms that fails closed and recovers."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -51,6 +52,8 @@ def served(tmp_path: Path) -> Iterator[Tuple[Path, str]]:
         line = proc.stdout.readline()
         match = re.search(r"http://(127\.0\.0\.1:\d+)", line)
         assert match, f"no endpoint announced: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        service_line = proc.stdout.readline()  # the log service's own AccessKey id, shown
+        assert re.search(r"log\.aliyuncs\.com\) signs as AccessKeyId LTAI\w{20}\b", service_line), service_line
         yield tmp_path, match.group(1)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -105,7 +108,16 @@ def test_byok_sm4_logstore_over_kms_serve_fails_closed(served: Tuple[Path, str],
     assert re.fullmatch(r"acs:ram::\d+:role/log-byok", role_arn)
     sdk = _sdk(endpoint)
     key_id = sdk.create_key(kms_models.CreateKeyRequest()).body.key_metadata.key_id
-    aliyun = AliyunKms("cn-hangzhou", access_key_id=AK, access_key_secret=SECRET, endpoint=endpoint,
+    # The service signs as itself (the credential kms serve made), as docs/KMS.md sets it up;
+    # the account's root AccessKey may not assume roles.
+    service = json.loads(_cli(home, "kms", "service-credential", "--json"))
+    root = AliyunKms("cn-hangzhou", access_key_id=AK, access_key_secret=SECRET, endpoint=endpoint,
+                     sts_endpoint=endpoint, protocol="http")
+    with pytest.raises(KeyInvalidError) as refused:
+        root.assume_role(role_arn).describe_key(key_id)
+    assert refused.value.code == "NoPermission"
+    aliyun = AliyunKms("cn-hangzhou", access_key_id=service["AccessKeyId"],
+                       access_key_secret=service["AccessKeySecret"], endpoint=endpoint,
                        sts_endpoint=endpoint, protocol="http")
     manager = KeyManager(aliyun, tmp_path / "keys.db", revalidate_after=0)
     conf = {"enable": True, "encrypt_type": "sm4",
@@ -120,4 +132,4 @@ def test_byok_sm4_logstore_over_kms_serve_fails_closed(served: Tuple[Path, str],
         cipher.encrypt(b"more")
     sdk.enable_key(kms_models.EnableKeyRequest(key_id=key_id))
     assert cipher.decrypt(blob) == b"log batch"
-    assert SECRET not in repr(aliyun)
+    assert SECRET not in repr(aliyun) and service["AccessKeySecret"] not in repr(aliyun)

@@ -27,7 +27,8 @@ from sls_envelope.exceptions import KeyInvalidError, KmsUnavailableError  # noqa
 from sls_envelope.kms.aliyun import AliyunKms  # noqa: E402
 from sls_envelope.kms.base import RetryPolicy  # noqa: E402
 from sls_envelope.kms.local import LocalKms  # noqa: E402
-from sls_envelope.kms.server import Fault, KmsHttpServer, create_log_service_role, make_server  # noqa: E402
+from sls_envelope.kms.local import create_log_service_role  # noqa: E402
+from sls_envelope.kms.server import Fault, KmsHttpServer, make_server  # noqa: E402
 
 AK, SECRET = "LTAI5tRootKey", "root-secret-value-123"
 CTX = {"project": "p1", "logstore": "s1"}
@@ -78,7 +79,10 @@ def sdk_config(server: KmsHttpServer, secret: str = SECRET, algorithm: Optional[
 
 
 def client(server: KmsHttpServer, **kw: object) -> AliyunKms:
-    options = dict(access_key_id=AK, access_key_secret=SECRET, endpoint=server.endpoint, sts_endpoint=server.endpoint,
+    """AliyunKms as KeyManager uses it: signing as the log service (its own AccessKey)."""
+    service_id, service_secret = server.api.kms.service_credential()
+    options = dict(access_key_id=service_id, access_key_secret=service_secret, endpoint=server.endpoint,
+                   sts_endpoint=server.endpoint,
                    protocol="http", retry_policy=RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.002))
     options.update(kw)
     return AliyunKms("cn-hangzhou", **options)  # type: ignore[arg-type]
@@ -122,7 +126,8 @@ def test_official_sdk_schedule_cancel_and_sts(server: KmsHttpServer, kms: LocalK
     assert kms.describe_key(key_id)["KeyState"] == "PendingDeletion"
     sdk.cancel_key_deletion(kms_models.CancelKeyDeletionRequest(key_id=key_id))
     arn = create_log_service_role(kms, "byok")
-    creds = StsSdk(sdk_config(server)).assume_role(
+    service_id, service_secret = kms.service_credential()
+    creds = StsSdk(sdk_config(server, ak=service_id, secret=service_secret)).assume_role(
         sts_models.AssumeRoleRequest(role_arn=arn, role_session_name="s1")).body.credentials
     as_role = KmsSdk(sdk_config(server, ak=creds.access_key_id, secret=creds.access_key_secret,
                                 security_token=creds.security_token))

@@ -21,8 +21,8 @@ from sls_envelope.kms.acs_signature import (
     rpc_signature,
     SignatureError,
 )
-from sls_envelope.kms.local import LocalKms
-from sls_envelope.kms.server import Fault, KmsApi, Response, create_log_service_role
+from sls_envelope.kms.local import LocalKms, create_log_service_role
+from sls_envelope.kms.server import Fault, KmsApi, Response
 
 AK, SECRET = "LTAI5tRootKey", "root-secret-value-123"
 KMS_V, STS_V = "2016-01-20", "2015-04-01"
@@ -225,7 +225,10 @@ def test_list_keys_pages(api: KmsApi, kms: LocalKms) -> None:
 
 
 def _assume(api: KmsApi, arn: str) -> Dict[str, str]:
-    status, body = call(api, acs3_request("AssumeRole", {"RoleArn": arn, "RoleSessionName": "t1"}, version=STS_V))
+    """AssumeRole as the log service, with its own AccessKey (the root's may not)."""
+    service_id, service_secret = api.kms.service_credential()  # type: ignore[attr-defined]
+    status, body = call(api, acs3_request("AssumeRole", {"RoleArn": arn, "RoleSessionName": "t1"}, version=STS_V,
+                                          ak=service_id, secret=service_secret))
     assert status == 200, body
     return body["Credentials"]
 
@@ -270,13 +273,16 @@ def test_sts_credentials_expire(kms: LocalKms, key_id: str) -> None:
 
 
 def test_assume_role_errors(api: KmsApi, kms: LocalKms) -> None:
+    service_id, service_secret = kms.service_credential()
+    as_service = dict(ak=service_id, secret=service_secret)
     status, body = call(api, acs3_request("AssumeRole", {"RoleArn": f"acs:ram::{kms.account_id}:role/nobody",
-                                                         "RoleSessionName": "t1"}, version=STS_V))
-    assert status in (403, 404) and body["Code"] in ("EntityNotExist.Role", "NoPermission")
+                                                         "RoleSessionName": "t1"}, version=STS_V, **as_service))
+    assert (status, body["Code"]) == (404, "EntityNotExist.Role")
     untrusting = kms.create_role("mine", trust_policy={"Statement": [{"Action": "sts:AssumeRole", "Effect": "Allow",
                                                                     "Principal": {"RAM": ["acs:ram::1:root"]}}],
                                                       "Version": "1"}, policies=[])
-    status, body = call(api, acs3_request("AssumeRole", {"RoleArn": untrusting, "RoleSessionName": "t1"}, version=STS_V))
+    status, body = call(api, acs3_request("AssumeRole", {"RoleArn": untrusting, "RoleSessionName": "t1"},
+                                          version=STS_V, **as_service))
     assert (status, body["Code"]) == (403, "NoPermission")
 
 

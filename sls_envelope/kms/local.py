@@ -1,60 +1,81 @@
 """LocalKms: the embedded default KMS, in memory or persisted under a directory.
 
-It emulates what the log service needs of Alibaba Cloud KMS and RAM:
+It emulates what the log service needs of Alibaba Cloud KMS, RAM and STS:
 
-* CMKs with the states of KMS DescribeKey (``Enabled``, ``Disabled``,
-  ``PendingDeletion``); a key pending deletion is deleted for good once its window
-  passes, and :meth:`LocalKms.cancel_key_deletion` returns it to ``Enabled`` as
-  Alibaba Cloud KMS documents.
-* Data keys made from ``secrets`` and wrapped with AES-256-GCM under the CMK's 256-bit
+* **CMKs** with the states of KMS DescribeKey (``Enabled``, ``Disabled``,
+  ``PendingDeletion``); every action answers each state as Alibaba Cloud KMS's "Impact
+  of CMK status on API operations" table says (see :data:`KEY_STATE_RULES`); a key
+  pending deletion is deleted for good once its window passes.
+* **Data keys** made from ``secrets`` and wrapped with AES-256-GCM under the CMK's 256-bit
   material.  The wrapped blob is versioned and carries the CMK id; its AAD binds the
-  CMK id and a canonical encoding of the encryption context, so unwrapping with another
-  context fails with code ``InvalidCiphertext`` (as a real KMS refuses it).
-* RAM roles: :meth:`LocalKms.create_role` returns ``acs:ram::<account>:role/<name>``.
-  :meth:`LocalKms.assume_role` acts for the log service (``log.aliyuncs.com``) and
-  succeeds only if the role's trust policy allows ``sts:AssumeRole`` for it; the role
-  client it returns may call GenerateDataKey/Decrypt only with
-  ``AliyunKMSCryptoUserAccess`` and DescribeKey/ListKeys only with
-  ``AliyunKMSReadOnlyAccess`` (``AliyunKMSFullAccess`` and ``AdministratorAccess``
-  grant everything).  Policies are evaluated at every call, so detaching one or
-  deleting the role takes effect at once.
+  CMK id and the encryption context (:func:`~sls_envelope.kms._context.length_prefixed_context`),
+  so unwrapping with another context fails with code ``InvalidCiphertext``.
+* **Identities** (:mod:`sls_envelope.kms.ram`), as Alibaba Cloud has them:
 
-The :class:`LocalKms` object itself is the account owner: it may do everything.
+  - the **account** (the :class:`LocalKms` object itself, and the root AccessKey of
+    ``kms serve``): every KMS and RAM action, but it may not assume roles (STS refuses
+    root accounts: ``NoPermission``);
+  - **RAM users** (:meth:`LocalKms.create_user`, with AccessKeys from
+    :meth:`LocalKms.create_access_key` and policies from :meth:`LocalKms.attach_user_policy`):
+    what their policies allow; they may assume a role whose trust policy names their
+    account or them, if their policies allow ``sts:AssumeRole`` on it;
+  - the **log service** (``log.aliyuncs.com``), whose own AccessKey is
+    :meth:`LocalKms.service_credential`: the only caller that may assume a role trusting
+    ``log.aliyuncs.com``; it may also use (not administer) the account's CMKs, which is
+    where its service keys live.  :meth:`LocalKms.assume_role` (the ``KmsClient``
+    interface KeyManager calls) acts as it.
+  - **roles** assumed: what the role's attached policies allow, evaluated at every call,
+    so detaching a policy or deleting the role takes effect at once.
 
-Persistence: one JSON file ``localkms.json`` under ``path`` (directory mode 0700, file
-mode 0600), rewritten atomically (temp file, fsync, ``os.replace``, directory fsync)
-after every change.  Several processes may share a directory (``sls-envelope kms
-serve`` in one, admin commands in another): every operation holds an exclusive
-``flock`` on ``localkms.lock`` and first reloads the file if another process replaced
-it, so each sees the others' changes and none loses an update.
+Persistence: one JSON file ``localkms.json`` under ``path`` (directory 0700, file 0600),
+validated whole when read (:mod:`sls_envelope.kms._local_state`) and written atomically,
+shared by processes under an exclusive lock (:mod:`sls_envelope.kms._store`).
 
 Error codes (on :class:`~sls_envelope.exceptions.KeyInvalidError`): ``Rejected.Disabled``,
-``Rejected.PendingDeletion``, ``Forbidden.KeyNotFound``, ``Forbidden.NoPermission``,
-``InvalidCiphertext``, and for roles ``EntityNotExist.Role``, ``NoPermission``
-(trust policy refuses) and ``InvalidParameter.RoleArn``.
+``Rejected.PendingDeletion``, ``Rejected.StateModifiedFailed``, ``Forbidden.KeyNotFound``,
+``Forbidden.NoPermission``, ``InvalidCiphertext``, and for RAM and STS
+``EntityNotExist.Role``, ``EntityNotExist.User``, ``NoPermission`` and
+``InvalidParameter.RoleArn``.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import datetime
-import json
-import logging
 import os
 import re
 import secrets
-import struct
-import tempfile
-import threading
+import string
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+)
 
 from ..aead import AESGCM
 from ..exceptions import InvalidTag, KeyInvalidError
-from .base import DataKey, EncryptionContext, KmsClient, RetryPolicy, TransientKmsError, call_with_retries
+from . import ram
+from ._context import length_prefixed_context
+from ._local_state import ACCOUNT_ID, FILE_FORMAT, validate_state
+from ._store import JsonFileStore
+from .base import (
+    DataKey,
+    EncryptionContext,
+    KmsClient,
+    RetryPolicy,
+    TransientKmsError,
+    call_with_retries,
+)
 
 __all__ = [
     "LocalKms",
@@ -63,10 +84,13 @@ __all__ = [
     "CRYPTO_USER_POLICY",
     "READ_ONLY_POLICY",
     "FULL_ACCESS_POLICY",
+    "ASSUME_ROLE_POLICY",
+    "BYOK_ROLE_POLICIES",
+    "KEY_STATE_RULES",
+    "create_log_service_role",
+    "iso_utc",
     "log_service_trust_policy",
 ]
-
-log = logging.getLogger("sls_envelope.kms.local")
 
 T = TypeVar("T")
 
@@ -75,26 +99,44 @@ LOG_SERVICE = "log.aliyuncs.com"
 CRYPTO_USER_POLICY = "AliyunKMSCryptoUserAccess"
 READ_ONLY_POLICY = "AliyunKMSReadOnlyAccess"
 FULL_ACCESS_POLICY = "AliyunKMSFullAccess"
-_ADMIN_POLICY = "AdministratorAccess"
+ASSUME_ROLE_POLICY = "AliyunSTSAssumeRoleAccess"
 
-_CRYPTO = "crypto"
-_READ = "read"
-_MANAGE = "manage"
-_GRANTS = {
-    CRYPTO_USER_POLICY: {_CRYPTO},
-    READ_ONLY_POLICY: {_READ},
-    FULL_ACCESS_POLICY: {_CRYPTO, _READ, _MANAGE},
-    _ADMIN_POLICY: {_CRYPTO, _READ, _MANAGE},
+#: The system policies a BYOK role for the log service needs (docs/KMS.md).
+BYOK_ROLE_POLICIES = (READ_ONLY_POLICY, CRYPTO_USER_POLICY)
+
+#: Alibaba Cloud KMS, "Impact of CMK status on API operations"
+#: (https://www.alibabacloud.com/help/en/kms/key-management-service/developer-reference/impact-of-cmk-status-on-api-operations):
+#: for each action, the code answered in each state (None: the action proceeds).  Every
+#: ``Rejected.*`` answer is HTTP 409.  CreateKey uses no existing key.
+KEY_STATE_RULES: Dict[str, Dict[str, Optional[str]]] = {
+    "GenerateDataKey": {"Enabled": None, "Disabled": "Rejected.Disabled", "PendingDeletion": "Rejected.PendingDeletion"},
+    "Encrypt": {"Enabled": None, "Disabled": "Rejected.Disabled", "PendingDeletion": "Rejected.PendingDeletion"},
+    "Decrypt": {"Enabled": None, "Disabled": "Rejected.Disabled", "PendingDeletion": "Rejected.PendingDeletion"},
+    "DescribeKey": {"Enabled": None, "Disabled": None, "PendingDeletion": None},
+    "ListKeys": {"Enabled": None, "Disabled": None, "PendingDeletion": None},
+    "EnableKey": {"Enabled": None, "Disabled": None, "PendingDeletion": "Rejected.StateModifiedFailed"},
+    "DisableKey": {"Enabled": None, "Disabled": None, "PendingDeletion": "Rejected.StateModifiedFailed"},
+    "ScheduleKeyDeletion": {"Enabled": None, "Disabled": None, "PendingDeletion": "Rejected.StateModifiedFailed"},
+    "CancelKeyDeletion": {"Enabled": "Rejected.StateModifiedFailed", "Disabled": "Rejected.StateModifiedFailed",
+                          "PendingDeletion": None},
 }
 
 _FILE_NAME = "localkms.json"
 _LOCK_NAME = "localkms.lock"
-_FILE_FORMAT = "sls-envelope-localkms/1"
+_TEMP_PREFIX = ".localkms-"
 _BLOB_VERSION = 1
 _WRAP_LABEL = b"sls-envelope localkms wrap v1"
 _NONCE_LEN = 12
 _ROLE_NAME = re.compile(r"^[A-Za-z0-9.\-]{1,64}$")
+_USER_NAME = re.compile(r"^[A-Za-z0-9.\-_@]{1,64}$")
+_POLICY_NAME = re.compile(r"^[A-Za-z0-9\-]{1,128}$")
 _ROLE_ARN = re.compile(r"^acs:ram::(?P<account>[^:]+):role/(?P<name>.+)$")
+_KEY_ALPHABET = string.ascii_letters + string.digits
+
+
+def iso_utc(ts: float) -> str:
+    """Seconds since the epoch as ISO 8601 UTC to the second, as Alibaba Cloud APIs show times."""
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def log_service_trust_policy() -> Dict[str, Any]:
@@ -107,198 +149,79 @@ def log_service_trust_policy() -> Dict[str, Any]:
     }
 
 
-def _iso(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def create_log_service_role(kms: "LocalKms", name: str) -> str:
+    """The BYOK role of docs/KMS.md: trusted by the log service (log.aliyuncs.com) only,
+    with KMS read-only and crypto-user permissions; returns its ARN."""
+    return kms.create_role(name, trust_policy=log_service_trust_policy(), policies=BYOK_ROLE_POLICIES)
 
 
-def _canonical_context(context: EncryptionContext) -> bytes:
-    """Sorted, length-prefixed UTF-8 key/value pairs: an injective encoding."""
-    if not isinstance(context, Mapping):
-        raise ValueError("encryption context must be a mapping of strings")
-    parts = [struct.pack(">I", len(context))]
-    for key in sorted(context):
-        value = context[key]
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise ValueError("encryption context keys and values must be strings")
-        for item in (key.encode("utf-8"), value.encode("utf-8")):
-            parts.append(struct.pack(">I", len(item)) + item)
-    return b"".join(parts)
+def _new_access_key() -> Tuple[str, str]:
+    """An AccessKey pair shaped as RAM's (``LTAI`` + 20 characters; a 30-character secret)."""
+    ident = "LTAI" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(20))
+    secret = "".join(secrets.choice(_KEY_ALPHABET) for _ in range(30))
+    return ident, secret
 
 
-def _as_list(value: Any) -> List[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _validate_trust_policy(policy: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
-    if isinstance(policy, str):
-        try:
-            policy = json.loads(policy)
-        except ValueError:
-            raise ValueError("trust_policy is not valid JSON") from None
-    if not isinstance(policy, Mapping) or not isinstance(policy.get("Statement"), list):
-        raise ValueError("trust_policy must be an object with a Statement list")
-    for statement in policy["Statement"]:
-        if not isinstance(statement, Mapping) or statement.get("Effect") not in ("Allow", "Deny"):
-            raise ValueError("every trust_policy statement must be an object with Effect Allow or Deny")
-    plain: Dict[str, Any] = json.loads(json.dumps(policy))  # a plain, JSON-able deep copy
-    return plain
-
-
-def _trusts_service(policy: Mapping[str, Any], service: str) -> bool:
-    """Allowed if some statement allows sts:AssumeRole for service and none denies it."""
-    allowed = False
-    for statement in policy.get("Statement", []):
-        actions = _as_list(statement.get("Action"))
-        if not any(action in ("sts:AssumeRole", "sts:*", "*") for action in actions):
-            continue
-        principal = statement.get("Principal")
-        services = _as_list(principal.get("Service")) if isinstance(principal, Mapping) else []
-        # RAM also writes service principals as "<account>@log.aliyuncs.com".
-        if not any(s == service or (isinstance(s, str) and s.endswith("@" + service)) for s in services):
-            continue
-        if statement.get("Effect") == "Deny":
-            return False
-        allowed = True
-    return allowed
-
-
-class _Store:
-    """The state shared by a LocalKms and its role clients: keys, roles, the lock, the file."""
+class _State:
+    """What a LocalKms and the clients acting for its identities share: keys, RAM, the file."""
 
     def __init__(self, path: Optional[str], account_id: Optional[str], region_id: str,
                  clock: Callable[[], float]) -> None:
-        self._thread_lock = threading.RLock()
-        self._depth = 0  # nesting of `lock` in the thread that holds it
-        self._lock_fd: Optional[int] = None
-        self._seen: Optional[Tuple[int, int, int]] = None  # (inode, mtime_ns, size) of the file we last read or wrote
         self.clock = clock
         self.region_id = region_id
+        self.account_id = account_id or DEFAULT_ACCOUNT_ID
         self.keys: Dict[str, Dict[str, Any]] = {}
         self.roles: Dict[str, Dict[str, Any]] = {}
-        self.dir = os.path.abspath(os.fspath(path)) if path is not None else None
+        self.users: Dict[str, Dict[str, Any]] = {}
+        self.policies: Dict[str, Dict[str, Any]] = {}
+        self.service_credential: Optional[Dict[str, str]] = None
         self.faults: List[str] = []
-        if self.dir is not None:
-            os.makedirs(self.dir, mode=0o700, exist_ok=True)
-            os.chmod(self.dir, 0o700)
+        self._stored_account: Optional[str] = None
+        self.file = JsonFileStore(path, file_name=_FILE_NAME, lock_name=_LOCK_NAME, temp_prefix=_TEMP_PREFIX,
+                                  validate=validate_state, load_into=self._load_into, dump=self._dump)
         with self.lock:
-            stored_account = self._load()
-            if stored_account is not None and account_id is not None and account_id != stored_account:
-                raise ValueError(f"{self.dir} belongs to account {stored_account}, not {account_id}")
-            self.account_id = account_id or stored_account or DEFAULT_ACCOUNT_ID
-            if self.dir is not None and stored_account is None:
+            existed = self.file.open()
+            stored = self._stored_account if existed else None
+            if stored is not None and account_id is not None and account_id != stored:
+                raise ValueError(f"{self.file.dir} belongs to account {stored}, not {account_id}")
+            if account_id is not None and not ACCOUNT_ID.match(account_id):
+                raise ValueError("account_id must be the account's digits")
+            self.account_id = stored or account_id or DEFAULT_ACCOUNT_ID
+            if self.file.dir is not None and not existed:
                 self.save()
 
     @property
-    @contextlib.contextmanager
+    def dir(self) -> Optional[str]:
+        return self.file.dir
+
+    @property
     def lock(self) -> Any:
-        """Threads: a re-entrant lock.  Processes sharing the directory: an exclusive
-        flock, taken by the outermost holder, which also reloads what another process
-        wrote since this one last looked."""
-        with self._thread_lock:
-            self._depth += 1
-            try:
-                if self._depth == 1 and self.dir is not None:
-                    self._lock_file()
-                    try:
-                        self._reload_if_changed()
-                    except BaseException:
-                        self._unlock_file()
-                        raise
-                try:
-                    yield
-                except BaseException:
-                    # Whatever the failed operation changed in memory but did not save
-                    # (a full disk, say) is dropped: memory follows the file.
-                    if self._depth == 1 and self.dir is not None:
-                        self._load()
-                    raise
-                finally:
-                    if self._depth == 1 and self.dir is not None:
-                        self._unlock_file()
-            finally:
-                self._depth -= 1
+        """The store's lock (see JsonFileStore.lock): threads and processes."""
+        return self.file.lock
 
-    def _lock_file(self) -> None:
-        import fcntl
+    def _load_into(self, document: Dict[str, Any]) -> None:
+        self._stored_account = document["account_id"]
+        self.account_id = document["account_id"]
+        self.keys = document["keys"]
+        self.roles = document["roles"]
+        self.users = document.get("users", {})
+        self.policies = document.get("policies", {})
+        self.service_credential = document.get("service_credential")
 
-        assert self.dir is not None
-        fd = os.open(os.path.join(self.dir, _LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._lock_fd = fd
-
-    def _unlock_file(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            os.close(fd)  # closing releases the flock
-
-    def _signature(self) -> Optional[Tuple[int, int, int]]:
-        try:
-            info = os.stat(self._file())
-        except FileNotFoundError:
-            return None
-        return (info.st_ino, info.st_mtime_ns, info.st_size)
-
-    def _reload_if_changed(self) -> None:
-        if self._seen is not None and self._signature() != self._seen:
-            self._load()
-
-    # ---- persistence -----------------------------------------------------------------
-
-    def _file(self) -> str:
-        assert self.dir is not None
-        return os.path.join(self.dir, _FILE_NAME)
-
-    def _load(self) -> Optional[str]:
-        if self.dir is None:
-            return None
-        try:
-            with open(self._file(), "r", encoding="utf-8") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                info = os.fstat(handle.fileno())
-                state = json.load(handle)
-        except FileNotFoundError:
-            return None
-        self._seen = (info.st_ino, info.st_mtime_ns, info.st_size)
-        if not isinstance(state, dict) or state.get("format") != _FILE_FORMAT:
-            raise ValueError(f"{self._file()} is not a LocalKms state file")
-        self.keys = state["keys"]
-        self.roles = state["roles"]
-        return str(state["account_id"])
+    def _dump(self) -> Dict[str, Any]:
+        document: Dict[str, Any] = {"format": FILE_FORMAT, "account_id": self.account_id, "keys": self.keys,
+                                    "roles": self.roles, "users": self.users, "policies": self.policies}
+        if self.service_credential is not None:
+            document["service_credential"] = self.service_credential
+        return document
 
     def save(self) -> None:
-        if self.dir is None:
-            return
-        payload = json.dumps(
-            {"format": _FILE_FORMAT, "account_id": self.account_id, "keys": self.keys, "roles": self.roles},
-            sort_keys=True,
-        ).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".localkms-", suffix=".tmp")  # mode 0600
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._file())
-            self._seen = self._signature()
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        dir_fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self.file.save()
 
     # ---- keys ----------------------------------------------------------------------------
+
+    def key_arn(self, key_id: str) -> str:
+        return f"acs:kms:{self.region_id}:{self.account_id}:key/{key_id}"
 
     def key(self, key_id: str) -> Dict[str, Any]:
         """The key record, after purging it if its deletion window has passed."""
@@ -313,13 +236,16 @@ class _Store:
             raise KeyInvalidError(f"the key {key_id!r} is not found", code="Forbidden.KeyNotFound")
         return record
 
-    def usable_key(self, key_id: str) -> Dict[str, Any]:
+    def key_for(self, action: str, key_id: str) -> Dict[str, Any]:
+        """The key record if action may proceed in its state (KEY_STATE_RULES), else the
+        table's refusal."""
         record = self.key(key_id)
-        state = record["KeyState"]
-        if state == "Disabled":
-            raise KeyInvalidError(f"the key {key_id!r} is disabled", code="Rejected.Disabled")
-        if state == "PendingDeletion":
-            raise KeyInvalidError(f"the key {key_id!r} is pending deletion", code="Rejected.PendingDeletion")
+        code = KEY_STATE_RULES[action][record["KeyState"]]
+        if code is not None:
+            state = record["KeyState"]
+            hint = (", not pending deletion" if action == "CancelKeyDeletion"
+                    else "; cancel its deletion first" if code == "Rejected.StateModifiedFailed" else "")
+            raise KeyInvalidError(f"{action} is refused: the key {key_id!r} is {state}{hint}", code=code)
         return record
 
     def fault(self) -> None:
@@ -327,14 +253,86 @@ class _Store:
         if self.faults:
             raise TransientKmsError("injected transient failure", code=self.faults.pop(0))
 
+    # ---- RAM -----------------------------------------------------------------------------
+
+    def role(self, name: str) -> Dict[str, Any]:
+        role = self.roles.get(name.lower()) if isinstance(name, str) else None
+        if role is None:
+            raise KeyInvalidError(f"the role {name!r} does not exist", code="EntityNotExist.Role")
+        return role
+
+    def user(self, name: str) -> Dict[str, Any]:
+        user = self.users.get(name.lower()) if isinstance(name, str) else None
+        if user is None:
+            raise KeyInvalidError(f"the user {name!r} does not exist", code="EntityNotExist.User")
+        return user
+
+    def role_from_arn(self, arn: str) -> Dict[str, Any]:
+        match = _ROLE_ARN.match(arn) if isinstance(arn, str) else None
+        if match is None:
+            raise KeyInvalidError("the role ARN must look like acs:ram::<account>:role/<name>",
+                                  code="InvalidParameter.RoleArn")
+        role = self.roles.get(match.group("name").lower())
+        if match.group("account") != self.account_id or role is None:
+            raise KeyInvalidError(f"the role {arn!r} does not exist", code="EntityNotExist.Role")
+        return role
+
+    def documents(self, principal: ram.Principal) -> List[Mapping[str, Any]]:
+        """The policy documents that say what principal may do, as they are now."""
+        if principal.kind == "account":
+            return [ram.SYSTEM_POLICIES["AdministratorAccess"]]
+        if principal.kind == "service":
+            return ram.resolve_policies(BYOK_ROLE_POLICIES, {})
+        if principal.kind == "user":
+            return ram.resolve_policies(self.user(principal.name)["Policies"], self.policies)
+        role = self.roles.get(principal.name.lower())
+        if role is None:
+            raise KeyInvalidError(f"the role {principal.name!r} no longer exists", code="EntityNotExist.Role")
+        return ram.resolve_policies(role["Policies"], self.policies)
+
+    def authorized(self, principal: ram.Principal, action: str, resource: str) -> bool:
+        if principal.kind == "account":
+            return _arn_account(resource) in (self.account_id, "*", "")
+        return ram.evaluate(self.documents(principal), action, resource)
+
+    def require(self, principal: ram.Principal, action: str, resource: str) -> None:
+        if not self.authorized(principal, action, resource):
+            raise KeyInvalidError(f"{principal.arn} is not permitted to do {action} on {resource}",
+                                  code="Forbidden.NoPermission")
+
+
+def _arn_account(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[3] if len(parts) > 4 and parts[0] == "acs" else ""
+
+
+class _AuthorizedCaller:
+    """A :class:`~sls_envelope.kms.ram.Caller` whose permissions are read from the
+    LocalKms at every check (detaching a policy takes effect at once)."""
+
+    def __init__(self, state: _State, principal: ram.Principal) -> None:
+        self._state = state
+        self.principal = principal
+
+    def __repr__(self) -> str:
+        return f"<LocalKms caller {self.arn}>"
+
+    @property
+    def arn(self) -> str:
+        return self.principal.arn
+
+    def is_authorized(self, action: str, resource: str) -> bool:
+        with self._state.lock:
+            return self._state.authorized(self.principal, action, resource)
+
 
 class LocalKms(KmsClient):
     """The embedded KMS (see the module docstring).  Thread-safe.
 
     ``path``: a directory to persist to (created 0700), or None for memory only.
-    ``account_id``: the account in role ARNs (defaults to what the directory stores,
-    else :data:`DEFAULT_ACCOUNT_ID`).  ``clock``: wall-clock seconds, for deletion
-    windows (tests move it).
+    ``account_id``: the account in ARNs (defaults to what the directory stores, else
+    :data:`DEFAULT_ACCOUNT_ID`).  ``clock``: wall-clock seconds, for deletion windows
+    (tests move it).
     """
 
     def __init__(
@@ -347,8 +345,9 @@ class LocalKms(KmsClient):
         clock: Callable[[], float] = time.time,
         retry_policy: Optional[RetryPolicy] = None,
     ) -> None:
-        self._store = _Store(None if path is None else os.fspath(path), account_id, region_id, clock)
-        self._service = service
+        self._store = _State(None if path is None else os.fspath(path), account_id, region_id, clock)
+        self._service = ram.Principal("service", self._store.account_id, service)
+        self._account = ram.Principal("account", self._store.account_id)
         self._retry = retry_policy or RetryPolicy()
 
     def __repr__(self) -> str:
@@ -369,106 +368,133 @@ class LocalKms(KmsClient):
         ``user_cmk_info.region_id``."""
         return self._store.region_id
 
-    # ---- the KmsClient interface -----------------------------------------------------------
+    # ---- the KmsClient interface (as the account) -----------------------------------------
 
     def generate_data_key(
         self, key_id: str, *, context: EncryptionContext, number_of_bytes: int = 32
     ) -> DataKey:
-        return self._call(lambda: _generate(self._store, key_id, context, number_of_bytes), "GenerateDataKey")
+        return self._as(self._account).generate_data_key(key_id, context=context, number_of_bytes=number_of_bytes)
 
     def decrypt(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> bytes:
-        return self._call(lambda: _unwrap(self._store, ciphertext_blob, context), "Decrypt")
+        return self._as(self._account).decrypt(ciphertext_blob, context=context)
+
+    def decrypt_with_key_id(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> Tuple[str, bytes]:
+        """(the CMK's KeyId, the plaintext): what KMS Decrypt answers."""
+        return self._as(self._account).decrypt_with_key_id(ciphertext_blob, context=context)
 
     def encrypt(self, key_id: str, plaintext: bytes, *, context: EncryptionContext) -> bytes:
         """KMS Encrypt: caller data (up to 6 KiB) sealed under the CMK, in the blob format
         that decrypt opens."""
-        return self._call(lambda: _encrypt(self._store, key_id, plaintext, context), "Encrypt")
+        return self._as(self._account).encrypt(key_id, plaintext, context=context)
 
     def describe_key(self, key_id: str) -> Dict[str, Any]:
-        return self._call(lambda: _describe(self._store, key_id), "DescribeKey")
+        return self._as(self._account).describe_key(key_id)
 
     def assume_role(self, arn: str) -> KmsClient:
-        """This KMS acting as the role ``arn`` for the log service; raises
-        KeyInvalidError unless the role exists and its trust policy allows the service."""
-        with self._store.lock:
-            name = self._role_name_from_arn(arn)
-            if not _trusts_service(self._store.roles[name]["TrustPolicy"], self._service):
-                raise KeyInvalidError(
-                    f"the role {arn!r} does not trust {self._service} to assume it", code="NoPermission"
-                )
-            return _RoleClient(self, name)
+        """This KMS acting as the role ``arn`` for the log service (what KeyManager calls);
+        raises KeyInvalidError unless the role exists and its trust policy allows the service."""
+        return self.assume_role_as(self._service, arn)
+
+    # ---- key administration ----------------------------------------------------------------
 
     def create_key(self, description: str = "") -> str:
         """A new Enabled CMK with fresh 256-bit material; returns its KeyId."""
-        if not isinstance(description, str):
-            raise ValueError("description must be a string")
-        with self._store.lock:
-            key_id = str(uuid.uuid4())
-            now = self._store.clock()
-            self._store.keys[key_id] = {
-                "KeyId": key_id,
-                "Arn": f"acs:kms:{self._store.region_id}:{self._store.account_id}:key/{key_id}",
-                "Description": description,
-                "KeyState": "Enabled",
-                "CreationDate": _iso(now),
-                "_material": base64.b64encode(secrets.token_bytes(32)).decode("ascii"),
-            }
-            self._store.save()
-            return key_id
-
-    # ---- key administration (the account owner) --------------------------------------------
+        return self._as(self._account).create_key(description)
 
     def enable_key(self, key_id: str) -> None:
-        self._set_state(key_id, "Enabled", allowed_from=("Enabled", "Disabled"))
+        self._as(self._account).enable_key(key_id)
 
     def disable_key(self, key_id: str) -> None:
-        self._set_state(key_id, "Disabled", allowed_from=("Enabled", "Disabled"))
+        self._as(self._account).disable_key(key_id)
 
     def schedule_key_deletion(self, key_id: str, pending_window_days: int = 7) -> None:
         """PendingDeletion now; deleted for good after pending_window_days (7 to 366)."""
-        if type(pending_window_days) is not int or not 7 <= pending_window_days <= 366:
-            raise ValueError("pending_window_days must be an integer from 7 to 366")
-        with self._store.lock:
-            record = self._store.key(key_id)
-            delete_at = self._store.clock() + pending_window_days * 86400
-            record.update(KeyState="PendingDeletion", DeleteDate=_iso(delete_at), _delete_at=delete_at)
-            self._store.save()
+        self._as(self._account).schedule_key_deletion(key_id, pending_window_days)
 
     def cancel_key_deletion(self, key_id: str) -> None:
         """Back to Enabled (Alibaba Cloud KMS: a cancelled deletion leaves the key enabled)."""
-        with self._store.lock:
-            record = self._store.key(key_id)
-            if record["KeyState"] != "PendingDeletion":
-                raise ValueError(f"the key {key_id!r} is not pending deletion")
-            record["KeyState"] = "Enabled"
-            record.pop("DeleteDate", None)
-            record.pop("_delete_at", None)
-            self._store.save()
+        self._as(self._account).cancel_key_deletion(key_id)
 
     def list_keys(self) -> List[Dict[str, str]]:
         """Every CMK not yet deleted, as ListKeys shows them: KeyId and KeyArn."""
-        with self._store.lock:
-            return [{"KeyId": key_id, "KeyArn": self._store.key(key_id)["Arn"]}
-                    for key_id in list(self._store.keys) if _exists(self._store, key_id)]
+        return self._as(self._account).list_keys()
 
-    # ---- RAM ----------------------------------------------------------------------------------
+    # ---- identities --------------------------------------------------------------------------
+
+    def account(self) -> _AuthorizedCaller:
+        """The account itself as a caller (may pass any of its roles)."""
+        return _AuthorizedCaller(self._store, self._account)
+
+    def user(self, name: str) -> _AuthorizedCaller:
+        """The RAM user ``name`` as a caller (KeyManager's ``caller=``)."""
+        with self._store.lock:
+            user = self._store.user(name)
+            return _AuthorizedCaller(self._store, ram.Principal("user", self._store.account_id, user["UserName"]))
+
+    def service_credential(self) -> Tuple[str, str]:
+        """The log service's own AccessKey (id, secret), made on first use and kept in the
+        state file; ``kms serve`` accepts it as log.aliyuncs.com."""
+        with self._store.lock:
+            if self._store.service_credential is None:
+                ident, secret = _new_access_key()
+                self._store.service_credential = {"AccessKeyId": ident, "AccessKeySecret": secret}
+                self._store.save()
+            credential = self._store.service_credential
+            return credential["AccessKeyId"], credential["AccessKeySecret"]
+
+    def access_key(self, access_key_id: str) -> Optional[Tuple[ram.Principal, str]]:
+        """(who, secret) for a RAM user's or the log service's AccessKey id, else None."""
+        with self._store.lock:
+            credential = self._store.service_credential
+            if credential is not None and credential["AccessKeyId"] == access_key_id:
+                return self._service, credential["AccessKeySecret"]
+            for user in self._store.users.values():
+                for pair in user["AccessKeys"]:
+                    if pair["AccessKeyId"] == access_key_id:
+                        return ram.Principal("user", self._store.account_id, user["UserName"]), pair["AccessKeySecret"]
+        return None
+
+    def client_for(self, principal: ram.Principal) -> "_PrincipalClient":
+        """This KMS acting as principal: every call checks its policies as they are then."""
+        return self._as(principal)
+
+    def assume_role_as(self, principal: ram.Principal, arn: str) -> "_PrincipalClient":
+        """STS AssumeRole by principal: a client acting as the role.  Refused (``NoPermission``)
+        for the account's root, for role sessions (no chaining), and unless the role's trust
+        policy names principal (and, for a RAM user, its policies allow sts:AssumeRole on it)."""
+        with self._store.lock:
+            if principal.kind == "account":
+                raise KeyInvalidError("Roles may not be assumed by root accounts.", code="NoPermission")
+            if principal.kind == "role":
+                raise KeyInvalidError("role chaining is not emulated: assume roles as a RAM user or the service",
+                                      code="NoPermission")
+            role = self._store.role_from_arn(arn)
+            if principal.kind == "user" and not self._store.authorized(principal, "sts:AssumeRole", role["Arn"]):
+                raise KeyInvalidError(f"{principal.arn} is not permitted to do sts:AssumeRole on {role['Arn']}",
+                                      code="NoPermission")
+            if not ram.trusts(role["TrustPolicy"], principal):
+                raise KeyInvalidError(f"the role {arn!r} does not trust {principal.arn} to assume it",
+                                      code="NoPermission")
+            return self._as(ram.Principal("role", self._store.account_id, role["RoleName"]))
+
+    # ---- RAM administration (the account) -----------------------------------------------------------
 
     def create_role(
         self, name: str, *, trust_policy: Union[str, Mapping[str, Any]], policies: Sequence[str] = ()
     ) -> str:
-        """A RAM role with the trust policy (dict or JSON) and attached system policies;
-        returns its ARN ``acs:ram::<account>:role/<name>``."""
+        """A RAM role with the trust policy (dict or JSON) and attached policies (system or
+        the account's own); returns its ARN ``acs:ram::<account>:role/<name>``."""
         if not isinstance(name, str) or not _ROLE_NAME.match(name):
             raise ValueError("role name must be 1 to 64 letters, digits, '.' or '-'")
-        trust = _validate_trust_policy(trust_policy)
-        attached = self._check_policies(policies)
+        trust = ram.check_trust_policy(trust_policy)
         with self._store.lock:
+            attached = self._check_policies(policies)
             if name.lower() in self._store.roles:
                 raise ValueError(f"a role named {name!r} already exists")
             arn = f"acs:ram::{self._store.account_id}:role/{name}"
             self._store.roles[name.lower()] = {
                 "RoleName": name, "Arn": arn, "TrustPolicy": trust, "Policies": attached,
-                "CreateDate": _iso(self._store.clock()),
+                "CreateDate": iso_utc(self._store.clock()),
             }
             self._store.save()
             return arn
@@ -479,22 +505,86 @@ class LocalKms(KmsClient):
     ) -> None:
         """Replace a role's trust policy and/or its attached policies."""
         with self._store.lock:
-            role = self._role(name)
+            role = self._store.role(name)
             if trust_policy is not None:
-                role["TrustPolicy"] = _validate_trust_policy(trust_policy)
+                role["TrustPolicy"] = ram.check_trust_policy(trust_policy)
             if policies is not None:
                 role["Policies"] = self._check_policies(policies)
             self._store.save()
 
     def delete_role(self, name: str) -> None:
         with self._store.lock:
-            self._role(name)
+            self._store.role(name)
             del self._store.roles[name.lower()]
             self._store.save()
 
     def get_role(self, name: str) -> Dict[str, Any]:
         with self._store.lock:
-            return copy.deepcopy(self._role(name))
+            return copy.deepcopy(self._store.role(name))
+
+    def create_user(self, name: str) -> str:
+        """A RAM user with no policies and no AccessKey; returns its ARN."""
+        if not isinstance(name, str) or not _USER_NAME.match(name):
+            raise ValueError("user name must be 1 to 64 letters, digits, '.', '-', '_' or '@'")
+        with self._store.lock:
+            if name.lower() in self._store.users:
+                raise ValueError(f"a user named {name!r} already exists")
+            arn = f"acs:ram::{self._store.account_id}:user/{name}"
+            self._store.users[name.lower()] = {"UserName": name, "Arn": arn, "Policies": [], "AccessKeys": [],
+                                               "CreateDate": iso_utc(self._store.clock())}
+            self._store.save()
+            return arn
+
+    def create_access_key(self, user: str) -> Tuple[str, str]:
+        """A new AccessKey (id, secret) for the user; the secret is shown only here."""
+        with self._store.lock:
+            record = self._store.user(user)
+            ident, secret = _new_access_key()
+            record["AccessKeys"].append({"AccessKeyId": ident, "AccessKeySecret": secret,
+                                         "CreateDate": iso_utc(self._store.clock())})
+            self._store.save()
+            return ident, secret
+
+    def attach_user_policy(self, user: str, policy: str) -> None:
+        """Attach a system policy or one of the account's (create_policy) to the user."""
+        with self._store.lock:
+            record = self._store.user(user)
+            record["Policies"] = sorted(set(record["Policies"]) | set(self._check_policies([policy])))
+            self._store.save()
+
+    def detach_user_policy(self, user: str, policy: str) -> None:
+        with self._store.lock:
+            record = self._store.user(user)
+            if policy not in record["Policies"]:
+                raise ValueError(f"the policy {policy!r} is not attached to {user!r}")
+            record["Policies"].remove(policy)
+            self._store.save()
+
+    def delete_user(self, name: str) -> None:
+        with self._store.lock:
+            self._store.user(name)
+            del self._store.users[name.lower()]
+            self._store.save()
+
+    def get_user(self, name: str) -> Dict[str, Any]:
+        """The user's record, AccessKey secrets left out."""
+        with self._store.lock:
+            record = copy.deepcopy(self._store.user(name))
+        record["AccessKeys"] = [{k: v for k, v in pair.items() if k != "AccessKeySecret"}
+                                for pair in record["AccessKeys"]]
+        return record
+
+    def create_policy(self, name: str, document: Union[str, Mapping[str, Any]]) -> None:
+        """A custom permission policy of the account (RAM CreatePolicy)."""
+        if not isinstance(name, str) or not _POLICY_NAME.match(name) or name in ram.SYSTEM_POLICIES:
+            raise ValueError("policy name must be 1 to 128 letters, digits or '-', and not a system policy's")
+        checked = ram.check_policy_document(document)
+        with self._store.lock:
+            if name in self._store.policies:
+                raise ValueError(f"a policy named {name!r} already exists")
+            self._store.policies[name] = {"PolicyName": name, "PolicyDocument": checked,
+                                          "CreateDate": iso_utc(self._store.clock())}
+            self._store.save()
 
     # ---- testing aid ----------------------------------------------------------------------------
 
@@ -506,6 +596,9 @@ class LocalKms(KmsClient):
 
     # ---- internals ---------------------------------------------------------------------------------
 
+    def _as(self, principal: ram.Principal) -> "_PrincipalClient":
+        return _PrincipalClient(self, principal)
+
     def _call(self, operation: Callable[[], T], what: str) -> T:
         def attempt() -> T:
             with self._store.lock:
@@ -514,169 +607,196 @@ class LocalKms(KmsClient):
 
         return call_with_retries(attempt, policy=self._retry, what=what)
 
-    def _set_state(self, key_id: str, state: str, *, allowed_from: Sequence[str]) -> None:
-        with self._store.lock:
-            record = self._store.key(key_id)
-            if record["KeyState"] not in allowed_from:
-                raise KeyInvalidError(
-                    f"the key {key_id!r} is {record['KeyState']}; cancel its deletion first",
-                    code=f"Rejected.{record['KeyState']}",
-                )
-            record["KeyState"] = state
-            self._store.save()
-
-    def _role(self, name: str) -> Dict[str, Any]:
-        role = self._store.roles.get(name.lower()) if isinstance(name, str) else None
-        if role is None:
-            raise KeyInvalidError(f"the role {name!r} does not exist", code="EntityNotExist.Role")
-        return role
-
-    def _role_name_from_arn(self, arn: str) -> str:
-        match = _ROLE_ARN.match(arn) if isinstance(arn, str) else None
-        if match is None:
-            raise KeyInvalidError("the role ARN must look like acs:ram::<account>:role/<name>",
-                                  code="InvalidParameter.RoleArn")
-        name = match.group("name").lower()
-        if match.group("account") != self._store.account_id or name not in self._store.roles:
-            raise KeyInvalidError(f"the role {arn!r} does not exist", code="EntityNotExist.Role")
-        return name
-
-    @staticmethod
-    def _check_policies(policies: Sequence[str]) -> List[str]:
+    def _check_policies(self, policies: Sequence[str]) -> List[str]:
         if isinstance(policies, str) or not all(isinstance(p, str) and p for p in policies):
             raise ValueError("policies must be a list of policy names")
+        for name in policies:
+            if name not in ram.SYSTEM_POLICIES and name not in self._store.policies:
+                raise ValueError(f"no policy named {name!r} (system policies: {', '.join(sorted(ram.SYSTEM_POLICIES))})")
         return sorted(set(policies))
 
 
-class _RoleClient(KmsClient):
-    """A LocalKms acting as a RAM role: every call checks the role's current policies."""
+class _PrincipalClient(KmsClient):
+    """A LocalKms acting for one identity: every call first checks, under the lock, that
+    its policies (as they are now) allow the action on the key, then the key's state."""
 
-    def __init__(self, kms: LocalKms, role: str) -> None:
+    def __init__(self, kms: LocalKms, principal: ram.Principal) -> None:
         self._kms = kms
-        self._role = role
+        self.principal = principal
 
     def __repr__(self) -> str:
-        return f"<LocalKms role {self._role!r} of account {self._kms.account_id}>"
+        return f"<LocalKms acting as {self.principal.arn}>"
 
-    def _require(self, permission: str) -> None:
-        store = self._kms._store
-        role = store.roles.get(self._role)
-        if role is None:
-            raise KeyInvalidError(f"the role {self._role!r} no longer exists", code="EntityNotExist.Role")
-        if not any(permission in _GRANTS.get(policy, ()) for policy in role["Policies"]):
-            raise KeyInvalidError(
-                f"the role {self._role!r} is not permitted to do this ({permission} access needed)",
-                code="Forbidden.NoPermission",
-            )
+    def _run(self, action: str, key_id: Optional[str], operation: Callable[[_State], T]) -> T:
+        state = self._kms._store
 
-    def _as_role(self, permission: str, operation: Callable[[], T], what: str) -> T:
         def run() -> T:
-            with self._kms._store.lock:
-                self._require(permission)
-                return operation()
+            with state.lock:
+                resource = state.key_arn(key_id) if key_id is not None else state.key_arn("*")
+                state.require(self.principal, f"kms:{action}", resource)
+                return operation(state)
 
-        return self._kms._call(run, what)
+        return self._kms._call(run, action)
 
     def generate_data_key(
         self, key_id: str, *, context: EncryptionContext, number_of_bytes: int = 32
     ) -> DataKey:
-        store = self._kms._store
-        return self._as_role(_CRYPTO, lambda: _generate(store, key_id, context, number_of_bytes),
-                             "GenerateDataKey")
+        if type(number_of_bytes) is not int or not 1 <= number_of_bytes <= 1024:
+            raise ValueError("number_of_bytes must be an integer from 1 to 1024")
+        plaintext = secrets.token_bytes(number_of_bytes)
+        blob = self._run("GenerateDataKey", _checked_id(key_id),
+                         lambda s: _wrap(s, "GenerateDataKey", key_id, plaintext, context))
+        return DataKey(key_id=key_id, plaintext=plaintext, ciphertext_blob=blob)
 
     def encrypt(self, key_id: str, plaintext: bytes, *, context: EncryptionContext) -> bytes:
-        store = self._kms._store
-        return self._as_role(_CRYPTO, lambda: _encrypt(store, key_id, plaintext, context), "Encrypt")
+        # KMS Encrypt takes up to 6 KiB of caller data.
+        if not isinstance(plaintext, (bytes, bytearray)) or not 1 <= len(plaintext) <= 6144:
+            raise ValueError("plaintext must be 1 to 6144 bytes")
+        data = bytes(plaintext)
+        return self._run("Encrypt", _checked_id(key_id), lambda s: _wrap(s, "Encrypt", key_id, data, context))
 
     def decrypt(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> bytes:
-        store = self._kms._store
-        return self._as_role(_CRYPTO, lambda: _unwrap(store, ciphertext_blob, context),
-                             "Decrypt")
+        return self.decrypt_with_key_id(ciphertext_blob, context=context)[1]
+
+    def decrypt_with_key_id(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> Tuple[str, bytes]:
+        key_id, raw_id, nonce, sealed = _parse_blob(ciphertext_blob)
+        length_prefixed_context(context)  # bad contexts are refused before anything else
+        plaintext = self._run("Decrypt", key_id, lambda s: _unwrap(s, key_id, raw_id, nonce, sealed, context))
+        return key_id, plaintext
 
     def describe_key(self, key_id: str) -> Dict[str, Any]:
-        store = self._kms._store
-        return self._as_role(_READ, lambda: _describe(store, key_id), "DescribeKey")
+        return self._run("DescribeKey", _checked_id(key_id), lambda s: _describe(s, key_id))
+
+    def list_keys(self) -> List[Dict[str, str]]:
+        def listing(state: _State) -> List[Dict[str, str]]:
+            return [{"KeyId": key_id, "KeyArn": state.key(key_id)["Arn"]}
+                    for key_id in list(state.keys) if _exists(state, key_id)]
+
+        return self._run("ListKeys", None, listing)
+
+    def create_key(self, description: str = "") -> str:
+        if not isinstance(description, str):
+            raise ValueError("description must be a string")
+
+        def create(state: _State) -> str:
+            key_id = str(uuid.uuid4())
+            state.keys[key_id] = {
+                "KeyId": key_id, "Arn": state.key_arn(key_id), "Description": description,
+                "KeyState": "Enabled", "CreationDate": iso_utc(state.clock()),
+                "_material": base64.b64encode(secrets.token_bytes(32)).decode("ascii"),
+            }
+            state.save()
+            return key_id
+
+        return self._run("CreateKey", None, create)
+
+    def enable_key(self, key_id: str) -> None:
+        self._run("EnableKey", _checked_id(key_id), lambda s: _set_state(s, "EnableKey", key_id, "Enabled"))
+
+    def disable_key(self, key_id: str) -> None:
+        self._run("DisableKey", _checked_id(key_id), lambda s: _set_state(s, "DisableKey", key_id, "Disabled"))
+
+    def schedule_key_deletion(self, key_id: str, pending_window_days: int = 7) -> None:
+        if type(pending_window_days) is not int or not 7 <= pending_window_days <= 366:
+            raise ValueError("pending_window_days must be an integer from 7 to 366")
+
+        def schedule(state: _State) -> None:
+            record = state.key_for("ScheduleKeyDeletion", key_id)
+            delete_at = state.clock() + pending_window_days * 86400
+            record.update(KeyState="PendingDeletion", DeleteDate=iso_utc(delete_at), _delete_at=delete_at)
+            state.save()
+
+        self._run("ScheduleKeyDeletion", _checked_id(key_id), schedule)
+
+    def cancel_key_deletion(self, key_id: str) -> None:
+        def cancel(state: _State) -> None:
+            record = state.key_for("CancelKeyDeletion", key_id)
+            record["KeyState"] = "Enabled"
+            record.pop("DeleteDate", None)
+            record.pop("_delete_at", None)
+            state.save()
+
+        self._run("CancelKeyDeletion", _checked_id(key_id), cancel)
 
     def assume_role(self, arn: str) -> KmsClient:
         """Role chaining is not emulated: this assumes arn for the log service afresh."""
         return self._kms.assume_role(arn)
 
 
-# ---- the cryptographic operations (store lock held by the callers where it matters) ----------
+# ---- the operations (state lock held by the callers) ------------------------------------------------
 
 
-def _exists(store: _Store, key_id: str) -> bool:
+def _checked_id(key_id: Any) -> str:
+    if not isinstance(key_id, str) or not key_id:
+        raise KeyInvalidError("a key id must be a non-empty string", code="Forbidden.KeyNotFound")
+    return key_id
+
+
+def _exists(state: _State, key_id: str) -> bool:
     try:
-        store.key(key_id)
+        state.key(key_id)
     except KeyInvalidError:
         return False
     return True
 
 
-def _describe(store: _Store, key_id: str) -> Dict[str, Any]:
-    with store.lock:
-        record = store.key(key_id)
-        meta = {k: v for k, v in record.items() if not k.startswith("_")}
+def _set_state(state: _State, action: str, key_id: str, new_state: str) -> None:
+    record = state.key_for(action, key_id)
+    record["KeyState"] = new_state
+    state.save()
+
+
+def _describe(state: _State, key_id: str) -> Dict[str, Any]:
+    record = state.key_for("DescribeKey", key_id)
+    meta = {k: v for k, v in record.items() if not k.startswith("_")}
     meta.update(
-        Creator=store.account_id, KeySpec="Aliyun_AES_256", KeyUsage="ENCRYPT/DECRYPT",
+        Creator=state.account_id, KeySpec="Aliyun_AES_256", KeyUsage="ENCRYPT/DECRYPT",
         Origin="Aliyun_KMS", ProtectionLevel="SOFTWARE", DeletionProtection="Disabled",
     )
     return meta
 
 
-def _material(record: Mapping[str, Any]) -> bytes:
-    return base64.b64decode(record["_material"])
+def _aad(raw_id: bytes, context: EncryptionContext) -> bytes:
+    return _WRAP_LABEL + bytes([len(raw_id)]) + raw_id + length_prefixed_context(context)
 
 
-def _aad(key_id: bytes, context: EncryptionContext) -> bytes:
-    return _WRAP_LABEL + bytes([len(key_id)]) + key_id + _canonical_context(context)
-
-
-def _wrap(store: _Store, key_id: str, plaintext: bytes, context: EncryptionContext) -> bytes:
+def _wrap(state: _State, action: str, key_id: str, plaintext: bytes, context: EncryptionContext) -> bytes:
     """plaintext sealed under the CMK: version || id length || id || nonce || AES-GCM."""
-    with store.lock:
-        record = store.usable_key(key_id)
-        wrapper = AESGCM(_material(record))
+    length_prefixed_context(context)  # a bad context is refused before the key is looked at
     raw_id = key_id.encode("utf-8")
     if len(raw_id) > 255:
         raise ValueError("key id too long")
+    record = state.key_for(action, key_id)
+    wrapper = AESGCM(base64.b64decode(record["_material"]))
     nonce = secrets.token_bytes(_NONCE_LEN)
     sealed = wrapper.encrypt(nonce, plaintext, _aad(raw_id, context))
     return bytes([_BLOB_VERSION, len(raw_id)]) + raw_id + nonce + sealed
 
 
-def _generate(store: _Store, key_id: str, context: EncryptionContext, number_of_bytes: int) -> DataKey:
-    if type(number_of_bytes) is not int or not 1 <= number_of_bytes <= 1024:
-        raise ValueError("number_of_bytes must be an integer from 1 to 1024")
-    plaintext = secrets.token_bytes(number_of_bytes)
-    return DataKey(key_id=key_id, plaintext=plaintext, ciphertext_blob=_wrap(store, key_id, plaintext, context))
-
-
-def _encrypt(store: _Store, key_id: str, plaintext: bytes, context: EncryptionContext) -> bytes:
-    # KMS Encrypt takes up to 6 KiB of caller data.
-    if not isinstance(plaintext, (bytes, bytearray)) or not 1 <= len(plaintext) <= 6144:
-        raise ValueError("plaintext must be 1 to 6144 bytes")
-    return _wrap(store, key_id, bytes(plaintext), context)
-
-
-def _unwrap(store: _Store, blob: bytes, context: EncryptionContext) -> bytes:
+def _parse_blob(blob: Any) -> Tuple[str, bytes, bytes, bytes]:
     if not isinstance(blob, (bytes, bytearray)):
         raise ValueError("ciphertext_blob must be bytes")
     blob = bytes(blob)
     if len(blob) < 2 or blob[0] != _BLOB_VERSION or len(blob) < 2 + blob[1] + _NONCE_LEN + 16 + 1:
         raise KeyInvalidError("the ciphertext blob is malformed", code="InvalidCiphertext")
     id_len = blob[1]
-    raw_id = blob[2 : 2 + id_len]
+    raw_id = blob[2: 2 + id_len]
     try:
         key_id = raw_id.decode("utf-8")
     except UnicodeDecodeError:
         raise KeyInvalidError("the ciphertext blob is malformed", code="InvalidCiphertext") from None
-    nonce = blob[2 + id_len : 2 + id_len + _NONCE_LEN]
-    with store.lock:
-        record = store.usable_key(key_id)
-        wrapper = AESGCM(_material(record))
+    if not key_id:
+        raise KeyInvalidError("the ciphertext blob is malformed", code="InvalidCiphertext")
+    nonce = blob[2 + id_len: 2 + id_len + _NONCE_LEN]
+    return key_id, raw_id, nonce, blob[2 + id_len + _NONCE_LEN:]
+
+
+def _unwrap(state: _State, key_id: str, raw_id: bytes, nonce: bytes, sealed: bytes,
+            context: EncryptionContext) -> bytes:
+    record = state.key_for("Decrypt", key_id)
+    wrapper = AESGCM(base64.b64decode(record["_material"]))
     try:
-        return wrapper.decrypt(nonce, blob[2 + id_len + _NONCE_LEN :], _aad(raw_id, context))
+        return wrapper.decrypt(nonce, sealed, _aad(raw_id, context))
     except InvalidTag:
         raise KeyInvalidError(
             "the ciphertext blob does not open under its key with this encryption context",

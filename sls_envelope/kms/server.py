@@ -9,11 +9,21 @@ sls-envelope uses:
 * STS: AssumeRole.
 
 Every request must be signed, either ACS3-HMAC-SHA256 (current SDKs) or HMAC-SHA1 RPC
-(older ones), by the account's AccessKey given at start-up (it acts as the account's root)
-or by temporary credentials that AssumeRole handed out; those act as the role, so the role's
-policies are enforced by ``LocalKms.assume_role(arn)``.  Answers are JSON shaped as the SDKs
-parse them; errors are ``{RequestId, HostId, Code, Message, Recommend}`` with the HTTP status
-Alibaba Cloud documents for the code (table ``ERROR_STATUS``; see docs/KMS.md).
+(older ones), by one of the identities Alibaba Cloud has (``sls_envelope.kms.ram``):
+
+* the account's root AccessKey given at start-up: every KMS action, but no AssumeRole
+  (``NoPermission``, "Roles may not be assumed by root accounts.", as STS answers);
+* a RAM user's AccessKey (``LocalKms.create_access_key``): what its policies allow; it may
+  assume a role whose trust policy names its account or it, with ``sts:AssumeRole``;
+* the log service's own AccessKey (``LocalKms.service_credential``, which ``kms serve``
+  makes and shows): the only caller that may assume roles trusting ``log.aliyuncs.com``;
+* temporary credentials that AssumeRole handed out, acting as the role: what the role's
+  attached policies allow, checked at every call.
+
+Answers are JSON shaped as the SDKs parse them; errors are ``{RequestId, HostId, Code,
+Message, Recommend}`` with the HTTP status Alibaba Cloud documents for the code (table
+``ERROR_STATUS``) and the message the real service gives for it (``_ERROR_MESSAGES``); key
+states answer each action as KMS's state table says (``LocalKms``'s ``KEY_STATE_RULES``).
 
 Nothing secret is logged: a request is logged as its action, caller (masked) and status.
 """
@@ -35,7 +45,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..exceptions import KeyInvalidError, KmsUnavailableError
 from .acs_signature import RequestVerifier, SignatureError, SignedRequest, VerifiedCaller, format_timestamp
-from .base import DataKey, EncryptionContext, KmsClient
+from .local import create_log_service_role
+from .ram import Principal
 
 __all__ = [
     "KMS_VERSION",
@@ -75,7 +86,11 @@ ERROR_STATUS: Dict[str, int] = {
     "Rejected.Disabled": 409,
     "Rejected.PendingDeletion": 409,
     "Rejected.StateModifiedFailed": 409,
+    "EntityNotExist.User": 404,
     "InvalidParameter": 400,
+    "InvalidParameter.DurationSeconds": 400,
+    "InvalidParameter.RoleArn": 400,
+    "InvalidParameter.RoleSessionName": 400,
     "MissingParameter": 400,
     "InvalidCiphertext": 400,
     "IncompleteSignature": 400,
@@ -86,13 +101,31 @@ ERROR_STATUS: Dict[str, int] = {
     "InvalidSecurityToken.MismatchWithAccessKey": 400,
 }
 
-_ERROR_MESSAGES = {
+#: The message each code carries, as Alibaba Cloud's KMS and STS write them (KMS's common
+#: error table and its API pages; the STS texts from STS's own answers, e.g. "Roles may not be
+#: assumed by root accounts.").  A KeyInvalidError raised by LocalKms is answered with its
+#: code's text here, never with our own wording, so a client matching on messages sees
+#: what the real service says.  Codes whose text no public page gives are marked "ours".
+_ERROR_MESSAGES: Dict[str, str] = {
     "Forbidden.KeyNotFound": "The specified Key is not found.",
     "Forbidden.NoPermission": "This operation is forbidden by permission system.",
     "Rejected.Disabled": "The request was rejected because the key state is Disabled.",
     "Rejected.PendingDeletion": "The request was rejected because the key state is PendingDeletion.",
+    "Rejected.StateModifiedFailed": "The request was rejected because the key state cannot be modified.",  # ours
+    "InvalidCiphertext": "The specified Ciphertext is invalid.",  # ours
     "InvalidAccessKeyId.NotFound": "Specified access key is not found.",
+    "InvalidParameter": "The specified parameter is not valid.",
+    "InvalidParameter.RoleArn": "The parameter RoleArn is wrongly formed.",
+    "InvalidParameter.DurationSeconds": "The Min/Max value of DurationSeconds is 15min/1hr.",
+    "NoPermission": "You are not authorized to do this action. You should be authorized by RAM.",
+    "EntityNotExist.Role": "The specified Role not exists.",
+    "EntityNotExist.User": "The user does not exist.",
+    "ServiceUnavailableTemporary": "Service Unavailable Temporary.",
 }
+
+#: KeyInvalidError messages that are the service's own words and so go to the client as they
+#: are (STS answers root accounts with this exact sentence).
+_VERBATIM = {"Roles may not be assumed by root accounts."}
 
 
 class LocalKmsLike(Protocol):
@@ -101,16 +134,9 @@ class LocalKmsLike(Protocol):
     @property
     def account_id(self) -> str: ...
 
-    def create_key(self, description: str = "") -> str: ...
-    def describe_key(self, key_id: str) -> Dict[str, Any]: ...
-    def list_keys(self) -> List[Dict[str, str]]: ...
-    def enable_key(self, key_id: str) -> None: ...
-    def disable_key(self, key_id: str) -> None: ...
-    def schedule_key_deletion(self, key_id: str, pending_window_days: int = 7) -> None: ...
-    def cancel_key_deletion(self, key_id: str) -> None: ...
-    def generate_data_key(self, key_id: str, *, context: EncryptionContext, number_of_bytes: int = 32) -> DataKey: ...
-    def decrypt(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> bytes: ...
-    def assume_role(self, arn: str) -> KmsClient: ...
+    def access_key(self, access_key_id: str) -> Optional[Tuple[Principal, str]]: ...
+    def client_for(self, principal: Principal) -> Any: ...
+    def assume_role_as(self, principal: Principal, arn: str) -> Any: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +169,7 @@ class _StsSession:
     token: str = dataclasses.field(repr=False)
     arn: str
     expires_at: float
-    client: KmsClient
+    client: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,12 +213,17 @@ class KmsApi:
     def __repr__(self) -> str:
         return f"KmsApi(kms={self.kms!r}, access_key_id={_mask(self._root_id)!r}, sessions={len(self._sessions)})"
 
-    # -- credentials -------------------------------------------------------------------------
+    # -- credentials and identities --------------------------------------------------------------
 
     def _lookup_secret(self, access_key_id: str, token: Optional[str]) -> str:
+        """The secret that signs for access_key_id: the account's root AccessKey, a RAM
+        user's or the log service's (kept by the KMS), or an STS session's."""
         if token is None:
             if secrets.compare_digest(access_key_id.encode(), self._root_id.encode()):
                 return self._root_secret
+            found = self.kms.access_key(access_key_id)
+            if found is not None:
+                return found[1]
             raise SignatureError("InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404)
         with self._lock:
             session = self._sessions.get(access_key_id)
@@ -206,15 +237,24 @@ class KmsApi:
                                  "Specified SecurityToken mismatch with the AccessKey.")
         return session.secret
 
-    def _client_for(self, caller: VerifiedCaller) -> Tuple[Any, bool]:
-        """(the KMS acting for the caller, whether the caller is the account root)."""
+    def _principal(self, caller: VerifiedCaller) -> Principal:
+        """Who signed: the account (root AccessKey), a RAM user, or the log service."""
+        if secrets.compare_digest(caller.access_key_id.encode(), self._root_id.encode()):
+            return Principal("account", self.kms.account_id)
+        found = self.kms.access_key(caller.access_key_id)
+        if found is None:  # deleted between verification and here
+            raise ApiError("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+        return found[0]
+
+    def _client_for(self, caller: VerifiedCaller) -> Any:
+        """The KMS acting for the caller: its policies are checked at every call."""
         if caller.security_token is None:
-            return self.kms, True
+            return self.kms.client_for(self._principal(caller))
         with self._lock:
             session = self._sessions.get(caller.access_key_id)
         if session is None:  # expired between verification and here
             raise ApiError("InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
-        return session.client, False
+        return session.client
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -299,20 +339,16 @@ class KmsApi:
         except ApiError:
             raise
         except KeyInvalidError as exc:
-            raise ApiError(exc.code, str(exc)) from None
+            # The real services' text for the code, not LocalKms's own wording.
+            text = str(exc) if str(exc) in _VERBATIM else ""
+            raise ApiError(exc.code, text) from None
         except KmsUnavailableError:
             raise ApiError("ServiceUnavailableTemporary", "Service Unavailable Temporary.", 503) from None
-        except (ValueError, TypeError) as exc:
-            raise ApiError("InvalidParameter", str(exc)[:300]) from None
+        except (ValueError, TypeError):
+            raise ApiError("InvalidParameter") from None
 
-    def _admin(self, caller: VerifiedCaller) -> LocalKmsLike:
-        client, is_root = self._client_for(caller)
-        if not is_root:
-            raise ApiError("Forbidden.NoPermission")
-        return client  # type: ignore[no-any-return]
-
-    def _metadata(self, key_id: str) -> Dict[str, Any]:
-        meta = dict(self.kms.describe_key(key_id))
+    def _metadata(self, client: Any, key_id: str) -> Dict[str, Any]:
+        meta = dict(client.describe_key(key_id))
         meta.setdefault("Arn", f"acs:kms:{self.region_id}:{self.kms.account_id}:key/{key_id}")
         meta.setdefault("KeySpec", "Aliyun_AES_256")
         meta.setdefault("KeyUsage", "ENCRYPT/DECRYPT")
@@ -320,48 +356,46 @@ class KmsApi:
         return meta
 
     def create_key(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
-        kms = self._admin(caller)
+        client = self._client_for(caller)
         if params.get("KeySpec", "Aliyun_AES_256") != "Aliyun_AES_256":
             raise ApiError("InvalidParameter", "Only KeySpec Aliyun_AES_256 is emulated.")
         if params.get("KeyUsage", "ENCRYPT/DECRYPT") != "ENCRYPT/DECRYPT":
             raise ApiError("InvalidParameter", "Only KeyUsage ENCRYPT/DECRYPT is emulated.")
-        key_id = kms.create_key(params.get("Description", ""))
-        return {"KeyMetadata": self._metadata(key_id)}
+        key_id = client.create_key(params.get("Description", ""))
+        return {"KeyMetadata": self._metadata(self.kms.client_for(Principal("account", self.kms.account_id)),
+                                              key_id)}
 
     def describe_key(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
-        client, is_root = self._client_for(caller)
-        key_id = _required(params, "KeyId")
-        meta = self._metadata(key_id) if is_root else dict(client.describe_key(key_id))
-        return {"KeyMetadata": meta}
+        return {"KeyMetadata": self._metadata(self._client_for(caller), _required(params, "KeyId"))}
 
     def list_keys(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
-        kms = self._admin(caller)
+        client = self._client_for(caller)
         page = _int_param(params, "PageNumber", 1, 1, 1 << 30)
         size = _int_param(params, "PageSize", 10, 1, 100)
-        keys = kms.list_keys()
+        keys = client.list_keys()
         chunk = keys[(page - 1) * size: page * size]
         return {"Keys": {"Key": chunk}, "TotalCount": len(keys), "PageNumber": page, "PageSize": size}
 
     def enable_key(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
-        self._admin(caller).enable_key(_required(params, "KeyId"))
+        self._client_for(caller).enable_key(_required(params, "KeyId"))
         return {}
 
     def disable_key(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
-        self._admin(caller).disable_key(_required(params, "KeyId"))
+        self._client_for(caller).disable_key(_required(params, "KeyId"))
         return {}
 
     def schedule_key_deletion(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
-        kms = self._admin(caller)
+        client = self._client_for(caller)
         days = _int_param(params, "PendingWindowInDays", None, 7, 366)
-        kms.schedule_key_deletion(_required(params, "KeyId"), days)
+        client.schedule_key_deletion(_required(params, "KeyId"), days)
         return {}
 
     def cancel_key_deletion(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
-        self._admin(caller).cancel_key_deletion(_required(params, "KeyId"))
+        self._client_for(caller).cancel_key_deletion(_required(params, "KeyId"))
         return {}
 
     def generate_data_key(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
-        client, _ = self._client_for(caller)
+        client = self._client_for(caller)
         key_id = _required(params, "KeyId")
         spec_bytes = {"AES_256": 32, "AES_128": 16}
         spec = params.get("KeySpec")
@@ -373,30 +407,32 @@ class KmsApi:
                 "Plaintext": _b64(data_key.plaintext), "CiphertextBlob": _b64(data_key.ciphertext_blob)}
 
     def encrypt(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
-        client, _ = self._client_for(caller)
-        encrypt = getattr(client, "encrypt", None)
-        if encrypt is None:
-            raise ApiError("UnsupportedOperation", "This KMS cannot encrypt caller data.", 400)
+        client = self._client_for(caller)
         key_id = _required(params, "KeyId")
         plaintext = _unb64(_required(params, "Plaintext"), "Plaintext")
-        blob = encrypt(key_id, plaintext, context=_context(params))
+        blob = client.encrypt(key_id, plaintext, context=_context(params))
         return {"KeyId": key_id, "KeyVersionId": _key_version(key_id), "CiphertextBlob": _b64(blob)}
 
     def decrypt(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
-        client, _ = self._client_for(caller)
+        client = self._client_for(caller)
         blob = _unb64(_required(params, "CiphertextBlob"), "CiphertextBlob")
-        plaintext = client.decrypt(blob, context=_context(params))
-        return {"Plaintext": _b64(plaintext)}
+        key_id, plaintext = client.decrypt_with_key_id(blob, context=_context(params))
+        return {"KeyId": key_id, "KeyVersionId": _key_version(key_id), "Plaintext": _b64(plaintext)}
 
     def assume_role(self, params: Dict[str, str], caller: VerifiedCaller) -> Dict[str, Any]:
+        """STS AssumeRole: by a RAM user (trust names its account or it, and its policies
+        allow sts:AssumeRole) or the log service (trust names log.aliyuncs.com); the root
+        AccessKey and role sessions are refused with ``NoPermission``."""
         if caller.security_token is not None:
-            raise ApiError("NoPermission", "Role chaining is not emulated: assume roles with the account's AccessKey.")
+            principal = Principal("role", self.kms.account_id, "session")
+        else:
+            principal = self._principal(caller)
         arn = _required(params, "RoleArn")
         session_name = _required(params, "RoleSessionName")
         if not 2 <= len(session_name) <= 64 or not all(c.isalnum() or c in "._@-" for c in session_name):
             raise ApiError("InvalidParameter.RoleSessionName", "The parameter RoleSessionName is wrongly formed.")
-        duration = _int_param(params, "DurationSeconds", 3600, 900, 3600)
-        client = self.kms.assume_role(arn)
+        duration = _int_param(params, "DurationSeconds", 3600, 900, 3600, code="InvalidParameter.DurationSeconds")
+        client = self.kms.assume_role_as(principal, arn)
         access_key_id = "STS." + secrets.token_hex(12)
         secret = base64.b64encode(secrets.token_bytes(30)).decode("ascii")
         token = "CAIS" + base64.urlsafe_b64encode(secrets.token_bytes(48)).decode("ascii").rstrip("=")
@@ -450,7 +486,8 @@ def _required(params: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _int_param(params: Mapping[str, str], name: str, default: Optional[int], low: int, high: int) -> int:
+def _int_param(params: Mapping[str, str], name: str, default: Optional[int], low: int, high: int, *,
+               code: str = "InvalidParameter") -> int:
     raw = params.get(name)
     if raw is None or raw == "":
         if default is None:
@@ -461,7 +498,8 @@ def _int_param(params: Mapping[str, str], name: str, default: Optional[int], low
     except ValueError:
         value = low - 1
     if not low <= value <= high:
-        raise ApiError("InvalidParameter", f'The specified parameter "{name}" is not valid ({low}..{high}).')
+        raise ApiError(code, "" if code in _ERROR_MESSAGES and code != "InvalidParameter"
+                       else f'The specified parameter "{name}" is not valid ({low}..{high}).')
     return value
 
 
@@ -593,15 +631,3 @@ def serve(
         pass
     finally:
         server.server_close()
-
-
-#: The system policies a BYOK role for the log service needs.
-BYOK_ROLE_POLICIES = ("AliyunKMSReadOnlyAccess", "AliyunKMSCryptoUserAccess")
-
-
-def create_log_service_role(kms: Any, name: str) -> str:
-    """A RAM role that the log service (log.aliyuncs.com) may assume, with KMS read-only and
-    crypto-user permissions; returns its ARN."""
-    from .local import log_service_trust_policy
-
-    return str(kms.create_role(name, trust_policy=log_service_trust_policy(), policies=BYOK_ROLE_POLICIES))

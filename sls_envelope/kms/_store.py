@@ -1,0 +1,251 @@
+"""One JSON document in one owner-only file, shared by threads and processes.
+
+This is LocalKms's persistence, apart from its KMS and RAM logic:
+
+* **Locking.**  Threads share a re-entrant lock; processes sharing the directory take an
+  exclusive ``flock`` on a lock file, held by the outermost holder for the whole
+  operation, so no process loses another's update.
+* **Reload.**  On taking the lock, the file is read again if another process replaced it
+  since this one last read or wrote it (inode, mtime, size); if an operation fails after
+  changing the state in memory but before saving it, memory is reloaded from the file.
+* **Validation.**  Every read is checked whole by the owner's validator; a file of the
+  wrong shape is refused with one line naming it and what is wrong, and never rewritten.
+* **Atomic save.**  The new document is written to an *unnamed* file (Linux
+  ``O_TMPFILE``), fsynced, given a temporary name with ``linkat`` and renamed over the
+  file, then the directory is fsynced.  A writer killed while writing leaves nothing;
+  one killed in the microseconds between ``linkat`` and ``rename`` (or on a platform
+  without ``O_TMPFILE``, where a named temporary file is used) leaves a temporary file,
+  which the next process to open the store removes: writers write only while holding
+  the exclusive lock, so a temporary file found by the lock's holder belongs to a writer
+  that died.  The temporary files hold the whole state (key material included), hence
+  their removal rather than leaving them for an operator to find.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import threading
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+
+__all__ = ["JsonFileStore"]
+
+#: Called with the parsed document and the file's path; raises ValueError naming what is wrong.
+Validator = Callable[[Any, str], None]
+
+
+class JsonFileStore:
+    """The document ``<directory>/<file_name>`` guarded by ``<directory>/<lock_name>``.
+
+    ``load_into`` receives every document read (after validation); ``dump`` returns the
+    document to write.  With ``directory=None`` nothing is persisted and the lock is a
+    plain re-entrant thread lock.
+    """
+
+    def __init__(
+        self,
+        directory: Optional[str],
+        *,
+        file_name: str,
+        lock_name: str,
+        temp_prefix: str,
+        validate: Validator,
+        load_into: Callable[[Dict[str, Any]], None],
+        dump: Callable[[], Dict[str, Any]],
+    ) -> None:
+        self._thread_lock = threading.RLock()
+        self._depth = 0  # nesting of `lock` in the thread that holds it
+        self._lock_fd: Optional[int] = None
+        self._seen: Optional[Tuple[int, int, int]] = None  # (inode, mtime_ns, size) last read or written
+        self.dir = os.path.abspath(directory) if directory is not None else None
+        self._file_name = file_name
+        self._lock_name = lock_name
+        self._temp_prefix = temp_prefix
+        self._validate = validate
+        self._load_into = load_into
+        self._dump = dump
+        if self.dir is not None:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            os.chmod(self.dir, 0o700)
+
+    @property
+    def path(self) -> Optional[str]:
+        return None if self.dir is None else os.path.join(self.dir, self._file_name)
+
+    @property
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Threads: a re-entrant lock.  Processes: an exclusive flock taken by the
+        outermost holder, which also reloads what another process wrote since."""
+        with self._thread_lock:
+            self._depth += 1
+            try:
+                outermost = self._depth == 1 and self.dir is not None
+                if outermost:
+                    self._lock_file()
+                    try:
+                        if self._seen is not None and self._signature() != self._seen:
+                            self.load()
+                    except BaseException:
+                        self._unlock_file()
+                        raise
+                try:
+                    yield
+                except BaseException:
+                    # Whatever the failed operation changed in memory but did not save
+                    # (a full disk, say) is dropped: memory follows the file.
+                    if outermost:
+                        self.load()
+                    raise
+                finally:
+                    if outermost:
+                        self._unlock_file()
+            finally:
+                self._depth -= 1
+
+    def open(self) -> bool:
+        """Under the lock: remove dead writers' temporaries, then load; False if no file yet."""
+        if self.dir is None:
+            return False
+        with self.lock:
+            self._remove_stale_temporaries()
+            return self.load()
+
+    def load(self) -> bool:
+        """Read, validate and hand over the document; False if there is no file."""
+        path = self.path
+        if path is None:
+            return False
+        try:
+            with open(path, "rb") as handle:
+                os.fchmod(handle.fileno(), 0o600)
+                info = os.fstat(handle.fileno())
+                raw = handle.read()
+        except FileNotFoundError:
+            return False
+        try:
+            document = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"{path}: not a JSON document ({type(exc).__name__})") from None
+        self._validate(document, path)
+        self._load_into(document)
+        self._seen = (info.st_ino, info.st_mtime_ns, info.st_size)
+        return True
+
+    def save(self) -> None:
+        """Write the document atomically (see the module docstring)."""
+        if self.dir is None:
+            return
+        payload = json.dumps(self._dump(), sort_keys=True).encode("utf-8")
+        with self.lock:
+            self._write(payload)
+            self._seen = self._signature()
+            dir_fd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    # ---- internals -------------------------------------------------------------------------------
+
+    def _temp_name(self) -> str:
+        assert self.dir is not None
+        return os.path.join(self.dir, f"{self._temp_prefix}{os.getpid()}-{secrets.token_hex(6)}.tmp")
+
+    def _write(self, payload: bytes) -> None:
+        assert self.dir is not None and self.path is not None
+        fd = self._open_unnamed()
+        if fd is None:
+            self._write_named(payload)
+            return
+        tmp = self._temp_name()
+        try:
+            _write_all(fd, payload)
+            os.fsync(fd)
+            # linkat(AT_FDCWD, "/proc/self/fd/N", AT_FDCWD, tmp, AT_SYMLINK_FOLLOW): gives the
+            # unnamed inode a name without CAP_DAC_READ_SEARCH (open(2), O_TMPFILE).
+            os.link(f"/proc/self/fd/{fd}", tmp)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP):  # no /proc, say
+                self._write_named(payload)
+                return
+            raise
+        os.close(fd)
+        try:
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def _open_unnamed(self) -> Optional[int]:
+        flag = getattr(os, "O_TMPFILE", None)
+        if flag is None:
+            return None
+        assert self.dir is not None
+        try:
+            return os.open(self.dir, flag | os.O_WRONLY, 0o600)
+        except OSError as exc:
+            # Kernels or file systems without O_TMPFILE: EISDIR (old kernels read the flag
+            # as O_DIRECTORY), EOPNOTSUPP, EINVAL.
+            if exc.errno in (errno.EISDIR, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP):
+                return None
+            raise
+
+    def _write_named(self, payload: bytes) -> None:
+        assert self.path is not None
+        tmp = self._temp_name()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                _write_all(fd, payload)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def _remove_stale_temporaries(self) -> None:
+        assert self.dir is not None and self._lock_fd is not None  # only under the exclusive lock
+        for name in os.listdir(self.dir):
+            if name.startswith(self._temp_prefix) and name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self.dir, name))
+
+    def _lock_file(self) -> None:
+        import fcntl
+
+        assert self.dir is not None
+        fd = os.open(os.path.join(self.dir, self._lock_name), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+
+    def _unlock_file(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # closing releases the flock
+
+    def _signature(self) -> Optional[Tuple[int, int, int]]:
+        assert self.path is not None
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def _write_all(fd: int, payload: bytes) -> None:
+    view = memoryview(payload)
+    while view:
+        view = view[os.write(fd, view):]
