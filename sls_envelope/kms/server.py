@@ -33,7 +33,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import http.server
 import json
 import logging
 import secrets
@@ -44,6 +43,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
 from ..exceptions import KeyInvalidError, KmsUnavailableError
+from ..httpd import HttpServer, Limits, Reply, Request
 from .acs_signature import RequestVerifier, SignatureError, SignedRequest, VerifiedCaller, format_timestamp
 from .local import create_log_service_role
 from .ram import Principal
@@ -536,59 +536,16 @@ def _key_version(key_id: str) -> str:
 # -- HTTP server -------------------------------------------------------------------------------
 
 
-class _RequestHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: "KmsHttpServer"
+class KmsHttpServer(HttpServer):
+    """The hardened HTTP server (``..httpd``) answering with a KmsApi."""
 
-    def _serve(self) -> None:
-        length_header = self.headers.get("Content-Length") or "0"
-        try:
-            length = int(length_header)
-        except ValueError:
-            length = -1
-        if length < 0 or length > _MAX_BODY:
-            self.send_error(413 if length > _MAX_BODY else 400)
-            return
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): ",".join(v.strip() for v in self.headers.get_all(name) or [])
-                   for name in set(self.headers.keys())}
-        response = self.server.api.handle(self.command, self.path, headers, body)
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(response.body)
-
-    do_GET = _serve
-    do_POST = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        # The stdlib logs the request line, whose query holds RPC signatures and tokens: drop it.
-        pass
-
-    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
-        log.debug("HTTP error from %s", self.client_address[0])
-
-
-class KmsHttpServer(http.server.ThreadingHTTPServer):
-    """ThreadingHTTPServer bound to an address, answering with a KmsApi."""
-
-    daemon_threads = True
-
-    def __init__(self, address: Tuple[str, int], api: KmsApi) -> None:
-        super().__init__(address, _RequestHandler)
+    def __init__(self, address: Tuple[str, int], api: KmsApi, limits: Optional[Limits] = None) -> None:
+        super().__init__(address, self._answer, limits or Limits(max_body=_MAX_BODY))
         self.api = api
 
-    @property
-    def endpoint(self) -> str:
-        """``host:port`` as the SDK's ``Config.endpoint`` wants it."""
-        host, port = self.server_address[:2]
-        name = host.decode("ascii") if isinstance(host, bytes) else host
-        return f"{name}:{port}"
-
-    def __repr__(self) -> str:
-        return f"KmsHttpServer(endpoint={self.endpoint!r})"
+    def _answer(self, request: Request) -> Reply:
+        response = self.api.handle(request.method, request.target, request.headers, request.body)
+        return Reply(response.status, response.headers, response.body)
 
 
 def make_server(
@@ -621,13 +578,15 @@ def serve(
     region_id: str = "cn-hangzhou",
     ready: Optional[Callable[[KmsHttpServer], None]] = None,
 ) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM's KeyboardInterrupt)."""
+    """Serve until Ctrl-C or SIGTERM; then finish the requests in flight (up to the grace period)."""
     server = make_server(kms, host, port, access_key_id, access_key_secret, region_id=region_id)
     if ready is not None:
         ready(server)
+    server.install_sigterm()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        server.drain()
