@@ -44,7 +44,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..exceptions import KeyInvalidError, KmsUnavailableError
 from ..httpd import HttpServer, Limits, Reply, Request
-from .acs_signature import RequestVerifier, SignatureError, SignedRequest, VerifiedCaller, format_timestamp
+from .acs_signature import ACS3_ALGORITHM, RequestVerifier, SignatureError, SignedRequest, VerifiedCaller, format_timestamp
 from .local import create_log_service_role
 from .ram import Principal
 
@@ -270,8 +270,7 @@ class KmsApi:
                 raise ApiError(exc.code, exc.message, exc.status) from None
             caller_id = _mask(caller.access_key_id)
             params = caller.params
-            action = request.headers.get("x-acs-action") or params.get("Action", "")
-            version = request.headers.get("x-acs-version") or params.get("Version", "")
+            action, version = _action_and_version(caller, request.headers, params)
             params.pop("Action", None)
             params.pop("Version", None)
             if self.fault_injector is not None:
@@ -472,6 +471,25 @@ _KMS_ACTIONS: Dict[str, _Handler] = {
     "Decrypt": KmsApi.decrypt,
 }
 _STS_ACTIONS: Dict[str, _Handler] = {"AssumeRole": KmsApi.assume_role}
+
+
+def _action_and_version(caller: VerifiedCaller, headers: Mapping[str, str],
+                        params: Mapping[str, str]) -> Tuple[str, str]:
+    """Action and Version from what the signature covers (issue 15 item 5): the x-acs-* headers
+    under ACS3 (they must be signed), the Action/Version parameters under RPC HMAC-SHA1, whose
+    signature does not cover headers. A header that disagrees with a parameter is refused, so an
+    unsigned header can never turn a signed DescribeKey into a DisableKey."""
+    chosen = []
+    for header, param in (("x-acs-action", "Action"), ("x-acs-version", "Version")):
+        from_header, from_param = headers.get(header), params.get(param)
+        if from_header is not None and from_param is not None and from_header != from_param:
+            raise ApiError("InvalidParameter", f"The header {header} disagrees with the parameter {param}.")
+        signed = from_header if caller.scheme == ACS3_ALGORITHM else from_param
+        if signed is None and caller.scheme != ACS3_ALGORITHM and from_header is not None:
+            raise ApiError("MissingParameter", f"The input parameter \"{param}\" that is mandatory for processing "
+                           "this request is not supplied.")
+        chosen.append(signed or "")
+    return chosen[0], chosen[1]
 
 
 def version_label(headers: Mapping[str, str]) -> str:
