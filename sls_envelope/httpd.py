@@ -310,9 +310,9 @@ class HttpServer:
                 self._connections.add(connection)
         if full:
             log.warning("connection from %s: refused, %d connections open", peer, self.limits.max_connections)
-            try:
-                sock.settimeout(0.5)
-                sock.sendall(_error_reply(503))
+            try:  # never block the accept loop on this peer: the short reply fits the send buffer
+                sock.setblocking(False)
+                sock.send(_error_reply(503))
             except OSError:
                 pass
             finally:
