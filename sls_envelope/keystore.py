@@ -142,14 +142,19 @@ _COLUMNS = "project, logstore, conf, key_ref, suite, key_type, cmk_key_id, ciphe
 
 
 class SqliteKeyStore(KeyStore):
-    """Records in an SQLite file (created with mode 0600).  Safe to share between
+    """Records in an SQLite file (mode 0600, set on an existing file too).  Safe to share between
     processes: SQLite serialises the writers and ``add`` relies on the primary key."""
 
     def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
         self._path = os.fspath(path)
         # Create the file ourselves so that it is never readable by others; SQLite gives
         # its journal files the database file's permissions.
-        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        # An existing file (made by hand, a copy, an older version) is narrowed too, as LocalKms does.
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self._path, timeout=30.0, check_same_thread=False, isolation_level=None)
         with self._lock:

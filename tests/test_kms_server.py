@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from typing import Dict, Mapping, Optional, Tuple
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
@@ -306,3 +306,91 @@ def test_nothing_secret_is_logged(api: KmsApi, kms: LocalKms, key_id: str, caplo
     for secret in (SECRET, creds["AccessKeySecret"], creds["SecurityToken"], made["Plaintext"], signature):
         assert secret not in caplog.text
         assert secret not in repr(api)
+
+
+# -- issue 15 items 5-7, issue 18 item 10 -----------------------------------------------------------
+
+
+def test_rpc_action_and_version_come_only_from_signed_params(api: KmsApi, key_id: str, kms: LocalKms) -> None:
+    target, headers, body = rpc_request("DescribeKey", {"KeyId": key_id})
+    forged = dict(headers, **{"x-acs-action": "DisableKey"})
+    status, answer = call(api, (target, forged, body))
+    assert (status, answer["Code"]) == (400, "InvalidParameter")
+    assert kms.describe_key(key_id)["KeyState"] == "Enabled"
+    target, headers, body = rpc_request("DescribeKey", {"KeyId": key_id})
+    status, answer = call(api, (target, dict(headers, **{"x-acs-version": STS_V}), body))
+    assert (status, answer["Code"]) == (400, "InvalidParameter")
+    # agreeing headers are harmless
+    target, headers, body = rpc_request("DescribeKey", {"KeyId": key_id})
+    agreeing = dict(headers, **{"x-acs-action": "DescribeKey", "x-acs-version": KMS_V})
+    assert call(api, (target, agreeing, body))[0] == 200
+
+
+def test_acs3_action_param_disagreeing_with_the_header_is_refused(api: KmsApi, key_id: str, kms: LocalKms) -> None:
+    status, answer = call(api, acs3_request("DisableKey", {"KeyId": key_id, "Action": "DescribeKey"}))
+    assert (status, answer["Code"]) == (400, "InvalidParameter")
+    assert kms.describe_key(key_id)["KeyState"] == "Enabled"
+
+
+@pytest.mark.parametrize("bad", ["é" * 64, "\u00ff", "Ω"])
+def test_non_ascii_signature_is_a_400(api: KmsApi, key_id: str, bad: str) -> None:
+    target, headers, body = acs3_request("DescribeKey", {"KeyId": key_id})
+    auth = headers["authorization"].rsplit("Signature=", 1)[0] + "Signature=" + bad
+    status, answer = call(api, (target, dict(headers, authorization=auth), body))
+    assert (status, answer["Code"]) == (400, "SignatureDoesNotMatch")
+    target, headers, body = acs3_request("DescribeKey", {"KeyId": key_id})
+    status, answer = call(api, (target, dict(headers, **{"x-acs-content-sha256": bad}), body))
+    assert (status, answer["Code"]) == (400, "SignatureDoesNotMatch")
+    target, headers, body = rpc_request("DescribeKey", {"KeyId": key_id})
+    forged = target.split("&Signature=")[0] + "&" + urlencode({"Signature": bad})
+    status, answer = call(api, (forged, headers, body))
+    assert (status, answer["Code"]) == (400, "SignatureDoesNotMatch")
+
+
+def _other_char(c: str, alphabet: str) -> str:
+    return next(a for a in alphabet if a != c)
+
+
+@pytest.mark.parametrize("change", ["last", "truncated", "one-short", "extended"])
+def test_acs3_signature_wrong_only_in_its_tail(api: KmsApi, key_id: str, change: str) -> None:
+    target, headers, body = acs3_request("DescribeKey", {"KeyId": key_id})
+    head, signature = headers["authorization"].rsplit("Signature=", 1)
+    assert len(signature) == 64
+    forged = {"last": signature[:-1] + _other_char(signature[-1], "0123456789abcdef"),
+              "truncated": signature[:8], "one-short": signature[:-1], "extended": signature + "0"}[change]
+    status, answer = call(api, (target, dict(headers, authorization=head + "Signature=" + forged), body))
+    assert (status, answer["Code"]) == (400, "SignatureDoesNotMatch")
+    assert call(api, (target, headers, body))[0] == 200  # the untouched request is good (nonce unused)
+
+
+@pytest.mark.parametrize("change", ["last", "truncated", "one-short"])
+def test_rpc_signature_wrong_only_in_its_tail(api: KmsApi, key_id: str, change: str) -> None:
+    target, headers, body = rpc_request("DescribeKey", {"KeyId": key_id})
+    query = dict(parse_qsl(target[2:]))
+    signature = query["Signature"]
+    # the last base64 character before the "=" padding, changed within the alphabet
+    core = signature.rstrip("=")
+    pad = signature[len(core):]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    forged = {"last": core[:-1] + _other_char(core[-1], alphabet) + pad,
+              "truncated": signature[:8], "one-short": signature[:-1]}[change]
+    status, answer = call(api, ("/?" + urlencode(dict(query, Signature=forged)), headers, body))
+    assert (status, answer["Code"]) == (400, "SignatureDoesNotMatch")
+    assert call(api, (target, headers, body))[0] == 200
+
+
+def test_nonce_cache_never_forgets_an_unexpired_nonce() -> None:
+    from sls_envelope.kms.acs_signature import NonceCache
+
+    cache = NonceCache(900, max_per_key=3, max_keys=2)
+    assert cache.check_and_add("victim", "n1", 0.0)
+    for i in range(3):  # another credential holder fills its share...
+        assert cache.check_and_add("attacker", f"a{i}", 1.0)
+    with pytest.raises(SignatureError) as info:  # ... and is throttled, not flushing anything
+        cache.check_and_add("attacker", "a3", 2.0)
+    assert (info.value.code, info.value.status) == ("Throttling", 400)
+    assert not cache.check_and_add("victim", "n1", 3.0)  # the victim's nonce is still a replay
+    with pytest.raises(SignatureError):  # a third key when the keys are full of live nonces
+        cache.check_and_add("third", "x", 4.0)
+    assert cache.check_and_add("attacker", "a3", 1801.0)  # once expired (2 windows), room again
+    assert cache.check_and_add("victim", "n1", 1801.0)

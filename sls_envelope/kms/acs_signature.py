@@ -189,27 +189,47 @@ def rpc_signature(secret: str, method: str, params: Mapping[str, str]) -> str:
 
 
 class NonceCache:
-    """Signature nonces seen within the replay window, per access key, bounded in size."""
+    """Signature nonces seen within the replay window, per access key, bounded per access key.
 
-    def __init__(self, window_seconds: float, max_entries: int = 200_000) -> None:
+    An unexpired nonce is never forgotten: were it dropped, the request it signed could be replayed
+    inside the window. When one access key's nonces fill its share, its next request is refused
+    with ``Throttling`` until some expire; other keys are not affected, so one credential holder
+    cannot flush another's nonces (issue 15 item 6)."""
+
+    def __init__(self, window_seconds: float, max_per_key: int = 50_000, max_keys: int = 10_000) -> None:
         self._window = window_seconds
-        self._max = max_entries
-        self._seen: "collections.OrderedDict[Tuple[str, str], float]" = collections.OrderedDict()
+        self._max_per_key = max_per_key
+        self._max_keys = max_keys
+        # access key -> nonce -> expiry; insertion order is expiry order (expiry = arrival + 2 windows)
+        self._seen: Dict[str, "collections.OrderedDict[str, float]"] = {}
         self._lock = threading.Lock()
 
     def check_and_add(self, access_key_id: str, nonce: str, now: float) -> bool:
-        """True if (access_key_id, nonce) is new (and remember it); False if it is a replay."""
-        key = (access_key_id, nonce)
+        """True if (access_key_id, nonce) is new (and remember it); False if it is a replay.
+        SignatureError("Throttling") when that key (or the cache) is full of unexpired nonces."""
         with self._lock:
-            while self._seen:
-                oldest_key, expires = next(iter(self._seen.items()))
-                if expires > now and len(self._seen) < self._max:
+            seen = self._seen.get(access_key_id)
+            if seen is None:
+                if len(self._seen) >= self._max_keys:
+                    self._purge_keys(now)
+                if len(self._seen) >= self._max_keys:
+                    raise SignatureError("Throttling", "Request was denied due to request throttling.", 400)
+                seen = self._seen[access_key_id] = collections.OrderedDict()
+            while seen:
+                oldest, expires = next(iter(seen.items()))
+                if expires > now:
                     break
-                del self._seen[oldest_key]
-            if key in self._seen:
+                del seen[oldest]
+            if nonce in seen:
                 return False
-            self._seen[key] = now + 2 * self._window
+            if len(seen) >= self._max_per_key:
+                raise SignatureError("Throttling", "Request was denied due to request throttling.", 400)
+            seen[nonce] = now + 2 * self._window
             return True
+
+    def _purge_keys(self, now: float) -> None:
+        for key in [k for k, seen in self._seen.items() if all(e <= now for e in seen.values())]:
+            del self._seen[key]
 
 
 #: Looks up the secret of an access key given with its security token (None for a long-term
@@ -268,13 +288,15 @@ class RequestVerifier:
         if absent:
             raise SignatureError("IncompleteSignature", f"signed headers are missing: {', '.join(absent)}")
         payload_hash = headers["x-acs-content-sha256"]
-        if not hmac.compare_digest(payload_hash.lower(), hashlib.sha256(request.body).hexdigest()):
+        # Compared as bytes: compare_digest raises TypeError on non-ASCII str (issue 15 item 7).
+        if not hmac.compare_digest(payload_hash.lower().encode("utf-8", "replace"),
+                                   hashlib.sha256(request.body).hexdigest().encode("ascii")):
             raise SignatureError("SignatureDoesNotMatch", "the body does not match x-acs-content-sha256")
         secret = self._lookup(access_key_id, token)
         canonical = acs3_canonical_request(request.method, request.path, request.query, headers,
                                            signed_headers, payload_hash.lower())
         expected = acs3_signature(secret, canonical)
-        if not hmac.compare_digest(expected, signature.lower()):
+        if not hmac.compare_digest(expected.encode("ascii"), signature.lower().encode("utf-8", "replace")):
             raise SignatureError("SignatureDoesNotMatch", "the request signature does not match our calculation")
         self._check_time_and_nonce(access_key_id, headers.get("x-acs-date"), headers.get("x-acs-signature-nonce"))
         params = dict(request.query)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import http.server
 import json
 import logging
 import secrets
@@ -44,7 +43,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
 from ..exceptions import KeyInvalidError, KmsUnavailableError
-from .acs_signature import RequestVerifier, SignatureError, SignedRequest, VerifiedCaller, format_timestamp
+from ..httpd import HttpServer, Limits, Reply, Request
+from .acs_signature import ACS3_ALGORITHM, RequestVerifier, SignatureError, SignedRequest, VerifiedCaller, format_timestamp
 from .local import create_log_service_role
 from .ram import Principal
 
@@ -270,8 +270,7 @@ class KmsApi:
                 raise ApiError(exc.code, exc.message, exc.status) from None
             caller_id = _mask(caller.access_key_id)
             params = caller.params
-            action = request.headers.get("x-acs-action") or params.get("Action", "")
-            version = request.headers.get("x-acs-version") or params.get("Version", "")
+            action, version = _action_and_version(caller, request.headers, params)
             params.pop("Action", None)
             params.pop("Version", None)
             if self.fault_injector is not None:
@@ -474,6 +473,25 @@ _KMS_ACTIONS: Dict[str, _Handler] = {
 _STS_ACTIONS: Dict[str, _Handler] = {"AssumeRole": KmsApi.assume_role}
 
 
+def _action_and_version(caller: VerifiedCaller, headers: Mapping[str, str],
+                        params: Mapping[str, str]) -> Tuple[str, str]:
+    """Action and Version from what the signature covers (issue 15 item 5): the x-acs-* headers
+    under ACS3 (they must be signed), the Action/Version parameters under RPC HMAC-SHA1, whose
+    signature does not cover headers. A header that disagrees with a parameter is refused, so an
+    unsigned header can never turn a signed DescribeKey into a DisableKey."""
+    chosen = []
+    for header, param in (("x-acs-action", "Action"), ("x-acs-version", "Version")):
+        from_header, from_param = headers.get(header), params.get(param)
+        if from_header is not None and from_param is not None and from_header != from_param:
+            raise ApiError("InvalidParameter", f"The header {header} disagrees with the parameter {param}.")
+        signed = from_header if caller.scheme == ACS3_ALGORITHM else from_param
+        if signed is None and caller.scheme != ACS3_ALGORITHM and from_header is not None:
+            raise ApiError("MissingParameter", f"The input parameter \"{param}\" that is mandatory for processing "
+                           "this request is not supplied.")
+        chosen.append(signed or "")
+    return chosen[0], chosen[1]
+
+
 def version_label(headers: Mapping[str, str]) -> str:
     version = headers.get("x-acs-version", "")
     return {"2016-01-20": "KMS", "2015-04-01": "STS"}.get(version, "RPC" if not version else version[:12])
@@ -536,59 +554,16 @@ def _key_version(key_id: str) -> str:
 # -- HTTP server -------------------------------------------------------------------------------
 
 
-class _RequestHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: "KmsHttpServer"
+class KmsHttpServer(HttpServer):
+    """The hardened HTTP server (``..httpd``) answering with a KmsApi."""
 
-    def _serve(self) -> None:
-        length_header = self.headers.get("Content-Length") or "0"
-        try:
-            length = int(length_header)
-        except ValueError:
-            length = -1
-        if length < 0 or length > _MAX_BODY:
-            self.send_error(413 if length > _MAX_BODY else 400)
-            return
-        body = self.rfile.read(length) if length else b""
-        headers = {name.lower(): ",".join(v.strip() for v in self.headers.get_all(name) or [])
-                   for name in set(self.headers.keys())}
-        response = self.server.api.handle(self.command, self.path, headers, body)
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(response.body)
-
-    do_GET = _serve
-    do_POST = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        # The stdlib logs the request line, whose query holds RPC signatures and tokens: drop it.
-        pass
-
-    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
-        log.debug("HTTP error from %s", self.client_address[0])
-
-
-class KmsHttpServer(http.server.ThreadingHTTPServer):
-    """ThreadingHTTPServer bound to an address, answering with a KmsApi."""
-
-    daemon_threads = True
-
-    def __init__(self, address: Tuple[str, int], api: KmsApi) -> None:
-        super().__init__(address, _RequestHandler)
+    def __init__(self, address: Tuple[str, int], api: KmsApi, limits: Optional[Limits] = None) -> None:
+        super().__init__(address, self._answer, limits or Limits(max_body=_MAX_BODY))
         self.api = api
 
-    @property
-    def endpoint(self) -> str:
-        """``host:port`` as the SDK's ``Config.endpoint`` wants it."""
-        host, port = self.server_address[:2]
-        name = host.decode("ascii") if isinstance(host, bytes) else host
-        return f"{name}:{port}"
-
-    def __repr__(self) -> str:
-        return f"KmsHttpServer(endpoint={self.endpoint!r})"
+    def _answer(self, request: Request) -> Reply:
+        response = self.api.handle(request.method, request.target, request.headers, request.body)
+        return Reply(response.status, response.headers, response.body)
 
 
 def make_server(
@@ -621,13 +596,15 @@ def serve(
     region_id: str = "cn-hangzhou",
     ready: Optional[Callable[[KmsHttpServer], None]] = None,
 ) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM's KeyboardInterrupt)."""
+    """Serve until Ctrl-C or SIGTERM; then finish the requests in flight (up to the grace period)."""
     server = make_server(kms, host, port, access_key_id, access_key_secret, region_id=region_id)
     if ready is not None:
         ready(server)
+    server.install_sigterm()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        server.drain()

@@ -1,0 +1,196 @@
+"""The hardened HTTP server base (sls_envelope/httpd.py), over raw sockets: issue 15 items 9-11."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Iterator, List
+
+import pytest
+
+from sls_envelope.httpd import HttpServer, Limits, Reply, Request
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.requests: List[Request] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.entered = threading.Event()
+
+    def __call__(self, request: Request) -> Reply:
+        self.requests.append(request)
+        self.entered.set()
+        self.release.wait(10)
+        return Reply(200, {"Content-Type": "text/plain"}, b"echo:" + request.body)
+
+
+LIMITS = Limits(read_timeout=0.5, idle_timeout=0.5, max_connections=4, backlog=64, max_body=1024,
+                shutdown_grace=5.0)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def server(recorder: Recorder) -> Iterator[HttpServer]:
+    srv = HttpServer(("127.0.0.1", 0), recorder, LIMITS).start()
+    yield srv
+    recorder.release.set()
+    srv.stop(grace=2)
+
+
+def _connect(server: HttpServer) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    return sock
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _post(body: bytes, length: int, extra: str = "") -> bytes:
+    return (f"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: {length}\r\n{extra}\r\n").encode() + body
+
+
+def test_keep_alive_round_trips_and_one_write(server: HttpServer, recorder: Recorder) -> None:
+    sock = _connect(server)
+    for i in range(3):
+        sock.sendall(_post(b"hi%d" % i, 3))
+        reply = sock.recv(65536)  # head and body arrive together: one write of the whole reply
+        assert reply.startswith(b"HTTP/1.1 200 ")
+        assert reply.endswith(b"echo:hi%d" % i)
+    sock.close()
+    assert [r.body for r in recorder.requests] == [b"hi0", b"hi1", b"hi2"]
+    assert recorder.requests[0].headers["host"] == "a"
+
+
+def test_truncated_body_is_never_dispatched(server: HttpServer, recorder: Recorder,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sls_envelope.httpd")
+    sock = _connect(server)
+    sock.sendall(_post(b"abc", 10))
+    sock.shutdown(socket.SHUT_WR)
+    _read_all(sock)
+    sock.close()
+    deadline = time.monotonic() + 5
+    while server.open_connections and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert recorder.requests == []
+    lines = [r for r in caplog.records if r.name == "sls_envelope.httpd"]
+    assert len(lines) == 1 and "mid-body" in lines[0].getMessage()
+    assert lines[0].exc_info is None
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"GET /\r\n", b"400"),  # HTTP/0.9: answered at once, not after a timeout
+    (b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", b"400"),
+    (b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab", b"400"),
+    (b"POST / HTTP/1.1\r\nContent-Length: 99999\r\n\r\n", b"413"),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"501"),
+    (b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
+])
+def test_malformed_requests_get_a_status_and_close(server: HttpServer, recorder: Recorder, raw: bytes,
+                                                   status: bytes) -> None:
+    sock = _connect(server)
+    start = time.monotonic()
+    sock.sendall(raw)
+    reply = _read_all(sock)
+    assert reply.startswith(b"HTTP/1.1 " + status), reply[:60]
+    assert time.monotonic() - start < 0.4  # before the read deadline: refused on sight
+    assert recorder.requests == []
+
+
+def test_slow_sender_is_cut_off_at_the_read_deadline(server: HttpServer) -> None:
+    sock = _connect(server)
+    start = time.monotonic()
+    sock.sendall(b"POST / HTTP/1.1\r\n")
+    try:
+        for _ in range(40):  # one byte every 0.1 s: each read is quick, the whole is not
+            sock.sendall(b"X")
+            time.sleep(0.1)
+    except OSError:
+        pass
+    reply = _read_all(sock)
+    assert reply.startswith(b"HTTP/1.1 408") or reply == b""
+    assert time.monotonic() - start < 3.5
+
+
+def test_idle_connections_are_closed(server: HttpServer) -> None:
+    socks = [_connect(server) for _ in range(3)]
+    deadline = time.monotonic() + 5
+    while server.open_connections < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for s in socks:
+        assert _read_all(s) == b""  # closed by the server after idle_timeout
+    deadline = time.monotonic() + 5
+    while server.open_connections and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.open_connections == 0
+
+
+def test_connections_beyond_the_bound_get_503(server: HttpServer) -> None:
+    held = [_connect(server) for _ in range(LIMITS.max_connections)]
+    deadline = time.monotonic() + 5
+    while server.open_connections < LIMITS.max_connections and time.monotonic() < deadline:
+        time.sleep(0.02)
+    extra = _connect(server)
+    assert _read_all(extra).startswith(b"HTTP/1.1 503")
+    assert server.open_connections == LIMITS.max_connections
+    for s in held:
+        s.close()
+
+
+def test_many_sequential_connects_are_accepted_at_once(server: HttpServer) -> None:
+    for _ in range(100):
+        sock = _connect(server)
+        sock.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert _read_all(sock).startswith(b"HTTP/1.1 200")
+        sock.close()
+
+
+def test_handler_failure_is_one_line_and_500(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(request: Request) -> Reply:
+        raise RuntimeError("secret detail")
+
+    srv = HttpServer(("127.0.0.1", 0), broken, LIMITS).start()
+    try:
+        caplog.set_level(logging.WARNING, logger="sls_envelope.httpd")
+        sock = _connect(srv)
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert _read_all(sock).startswith(b"HTTP/1.1 500")
+    finally:
+        srv.stop(grace=2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "sls_envelope.httpd"]
+    assert lines == [lines[0]] and "RuntimeError" in lines[0] and "secret" not in lines[0]
+
+
+def test_stop_finishes_the_request_in_flight(recorder: Recorder) -> None:
+    srv = HttpServer(("127.0.0.1", 0), recorder, LIMITS).start()
+    recorder.release.clear()
+    sock = _connect(srv)
+    sock.sendall(_post(b"late", 4))
+    assert recorder.entered.wait(5)
+    stopper = threading.Thread(target=srv.stop)
+    stopper.start()
+    time.sleep(0.2)
+    with pytest.raises(OSError):  # no longer accepting
+        socket.create_connection(("127.0.0.1", srv.port), timeout=1).recv(1)
+    recorder.release.set()
+    reply = _read_all(sock)
+    stopper.join(5)
+    assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"echo:late")
+    assert b"Connection: close" in reply
