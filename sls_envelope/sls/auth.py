@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ..exceptions import SlsEnvelopeError
 
@@ -34,7 +34,7 @@ def _string_to_sign(method: str, path: str, query: Mapping[str, str], headers: M
 
 
 def verify(method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], body: bytes,
-           keys: dict[str, str]) -> str:
+           secret_of: Callable[[str], str | None]) -> str:
     """The AccessKeyId that signed the request; AuthError if none did."""
     lower = {k.lower(): v for k, v in headers.items()}
     auth = lower.get("authorization", "")
@@ -42,7 +42,7 @@ def verify(method: str, path: str, query: Mapping[str, str], headers: Mapping[st
         raise AuthError("the Authorization header is missing or not 'LOG <AccessKeyId>:<signature>'",
                         code="Unauthorized")
     key_id, _, sig = auth[4:].partition(":")
-    secret = keys.get(key_id)
+    secret = secret_of(key_id)
     if secret is None:
         raise AuthError(f"AccessKeyId {key_id!r} is not known", code="Unauthorized")
     md5 = lower.get("content-md5")

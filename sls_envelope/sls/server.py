@@ -13,13 +13,14 @@ import ipaddress
 import json
 import urllib.parse
 import uuid
+from collections.abc import Callable, Mapping
 
 from ..exceptions import SlsEnvelopeError
 from ..httpd import HttpServer, Limits, Reply, Request
 from . import auth, wire
 from .api import SlsApi
 
-__all__ = ["SlsServer", "project_of_host"]
+__all__ = ["SlsServer", "keys_of", "project_of_host"]
 
 #: SLS's PutLogs body limit plus room for the compression's worst case.
 LIMITS = Limits(max_body=wire.MAX_BODY + wire.MAX_BODY // 16)
@@ -42,13 +43,30 @@ def project_of_host(host: str) -> str:
     return first
 
 
-class SlsServer(HttpServer):
-    """The endpoint on (host, port); port 0 picks one.  ``keys``: AccessKeyId -> secret."""
+def keys_of(account: Mapping[str, str], kms: object) -> Callable[[str], str | None]:
+    """The account's AccessKeys, then those the embedded KMS knows (RAM users', the log
+    service's): one set of identities for ``kms serve`` and ``serve``."""
+    lookup = getattr(kms, "access_key", None)
 
-    def __init__(self, api: SlsApi, keys: dict[str, str], host: str = "127.0.0.1", port: int = 0) -> None:
+    def secret_of(access_key_id: str) -> str | None:
+        if access_key_id in account:
+            return account[access_key_id]
+        found = lookup(access_key_id) if lookup is not None else None
+        return None if found is None else str(found[1])
+
+    return secret_of
+
+
+class SlsServer(HttpServer):
+    """The endpoint on (host, port); port 0 picks one.  ``keys``: AccessKeyId -> secret, or
+    a function giving the secret of an AccessKeyId (None if unknown), e.g. the embedded
+    KMS's RAM users' keys next to the account's (see :func:`keys_of`)."""
+
+    def __init__(self, api: SlsApi, keys: Mapping[str, str] | Callable[[str], str | None],
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__((host, port), self._handle, LIMITS)
         self.api = api
-        self._keys = dict(keys)
+        self._secret_of = dict(keys).get if isinstance(keys, Mapping) else keys
 
     @property
     def address(self) -> tuple[str, int]:
@@ -60,7 +78,7 @@ class SlsServer(HttpServer):
             url = urllib.parse.urlsplit(request.target)
             query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
             path = urllib.parse.unquote(url.path)
-            auth.verify(request.method, path, query, request.headers, request.body, self._keys)
+            auth.verify(request.method, path, query, request.headers, request.body, self._secret_of)
             project = project_of_host(request.headers.get("host", ""))
             status, headers, body = self.api.handle(request.method, project, path, query, request.headers,
                                                     request.body)
@@ -68,3 +86,30 @@ class SlsServer(HttpServer):
             status, headers = exc.http_status, {"Content-Type": "application/json"}
             body = json.dumps({"errorCode": exc.code, "errorMessage": str(exc), "requestId": request_id}).encode()
         return Reply(status, dict(headers, **{"x-log-requestid": request_id}), body)
+
+
+def serve(home_dir: str | None, host: str, port: int, access_key_id: str, access_key_secret: str,
+          *, ready: Callable[[SlsServer], None] | None = None) -> None:
+    """``sls-envelope serve``: the home's embedded KMS and key records, shard files under
+    ``<home>/sls``; until Ctrl-C or SIGTERM, then requests in flight finish."""
+    import os
+
+    from ..home import Home
+
+    home = Home(home_dir)
+    kms = home.open_kms()
+    manager = home.open_manager(kms)
+    api = SlsApi(os.path.join(home.ensure(), "sls"), manager)
+    server = SlsServer(api, keys_of({access_key_id: access_key_secret}, kms), host, port)
+    if ready is not None:
+        ready(server)
+    server.install_sigterm()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        server.drain()
+        api.close()
+        manager.close()
