@@ -282,3 +282,17 @@ def test_cli_serve_killed_during_writes(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_v4_signature(endpoint: Endpoint) -> None:
+    from aliyun.log.auth import AUTH_VERSION_4
+
+    client = LogClient(endpoint.host, AK, SK, auth_version=AUTH_VERSION_4, region="cn-hangzhou")
+    client.create_logstore(PROJECT, "v4store", shard_count=1, encrypt_conf={"enable": True, "encrypt_type": "sm4"})
+    logs = [[("q", "a b/c~d&e=f"), ("marker", MARKER)]]
+    _put(client, "v4store", logs, 1)
+    assert _pull_all(client, "v4store") == logs
+    wrong = LogClient(endpoint.host, AK, "wrong-secret", auth_version=AUTH_VERSION_4, region="cn-hangzhou")
+    with pytest.raises(LogException) as info:
+        wrong.list_logstore(PROJECT)
+    assert info.value.get_error_code() == "SignatureNotMatch" and info.value.resp_status == 401
