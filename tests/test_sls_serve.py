@@ -144,7 +144,7 @@ def test_torn_tail_is_dropped(endpoint: Endpoint) -> None:
     whole = shard.read_bytes()
     # What a kill during a write leaves: a record head and part of its sealed batch.
     with open(shard, "ab") as f:
-        f.write(b"SLSR" + (1000).to_bytes(4, "little") + zlib.crc32(b"y" * 1000).to_bytes(4, "little")
+        f.write(b"SLSE" + (1000).to_bytes(4, "little") + zlib.crc32(b"y" * 1000).to_bytes(4, "little")
                 + bytes(8) + b"y" * 300)
     endpoint.start()
     client = endpoint.client()
@@ -296,3 +296,27 @@ def test_v4_signature(endpoint: Endpoint) -> None:
     with pytest.raises(LogException) as info:
         wrong.list_logstore(PROJECT)
     assert info.value.get_error_code() == "SignatureNotMatch" and info.value.resp_status == 401
+
+
+def test_update_encryption_switches_new_data(endpoint: Endpoint) -> None:
+    """UpdateLogstore enable false: new data is stored in the clear (as SLS does), what was
+    sealed stays sealed and readable; UpdateLogStoreEncryption enable true: sealed again."""
+    import json
+
+    client = endpoint.client()
+    conf = {"enable": True, "encrypt_type": "default"}
+    client.create_logstore(PROJECT, "toggle", shard_count=1, encrypt_conf=conf)
+    a, b, c = ([[("k", f"{tag}-{i}")] for i in range(5)] for tag in ("SEALED-A", "CLEAR-B", "SEALED-C"))
+    _put(client, "toggle", a, 5)
+    client.update_logstore(PROJECT, "toggle", encrypt_conf={"enable": False, "encrypt_type": "default"})
+    assert client.get_logstore(PROJECT, "toggle").encrypt_conf["enable"] is False
+    _put(client, "toggle", b, 5)
+    client._send("PUT", PROJECT, json.dumps({"enable": True}).encode(), "/logstores/toggle/encryption", {},
+                 {"Content-Type": "application/json", "x-log-bodyrawsize": "0"})
+    _put(client, "toggle", c, 5)
+    assert _pull_all(client, "toggle") == a + b + c
+    stored = _shard_bytes(endpoint, "toggle")
+    assert b"CLEAR-B" in stored and b"SEALED-A" not in stored and b"SEALED-C" not in stored
+    with pytest.raises(LogException) as info:
+        client.update_logstore(PROJECT, "toggle", encrypt_conf={"enable": True, "encrypt_type": "sm4"})
+    assert info.value.get_error_code() == "LogStoreInfoInvalid" and 400 <= info.value.resp_status < 500

@@ -120,6 +120,10 @@ class SlsApi:
                     return self.update_logstore(project, name, self._body(body))
                 if method == "DELETE":
                     return self.delete_logstore(project, name)
+            if len(parts) == 3 and parts[2] == "encryption" and method == "PUT":  # UpdateLogStoreEncryption
+                self._meta(project, name)
+                self.manager.update_logstore(project, name, self._body(body))
+                return 200, {}, b""
             if len(parts) == 3 and parts[2] == "shards" and method == "GET":
                 meta = self._meta(project, name)
                 return _json([{"shardID": i, "status": "readwrite", "inclusiveBeginKey": "", "exclusiveEndKey": "",
@@ -231,8 +235,9 @@ class SlsApi:
         group = wire.parse_log_group(raw)
         shard = self._shard(project, name, self._shard_id(project, name, which))
         cipher = self.manager.open_logstore(project, name)
-        payload = cipher.encrypt(raw) if cipher is not None else raw  # KeyInvalidError: the CMK's code
-        shard.append(payload, int(time.time()), len(group.Logs))
+        sealed = cipher is not None and cipher.enabled
+        payload = cipher.encrypt(raw) if sealed and cipher is not None else raw  # KeyInvalidError: the CMK's code
+        shard.append(payload, int(time.time()), len(group.Logs), sealed=sealed)
         return 200, {}, b""
 
     def get_cursor(self, project: str, name: str, which: str, frm: str) -> Response:
@@ -260,9 +265,13 @@ class SlsApi:
             raise ApiError("count must be 1 to 1000", "InvalidParameter", 400)
         if "end_cursor" in query:
             count = min(count, _uncursor(query["end_cursor"], len(shard)) - start)
-        payloads = shard.read(start, max(count, 0))
-        cipher = self.manager.open_logstore(project, name)
-        raws: list[bytes] = cipher.decrypt_many(payloads) if cipher is not None and payloads else payloads
+        records = shard.read(start, max(count, 0))
+        sealed = [p for p, is_sealed in records if is_sealed]
+        cipher = self.manager.open_logstore(project, name) if sealed else None
+        if sealed and cipher is None:
+            raise ApiError("the Logstore holds sealed batches but has no key", "LogStoreInfoInvalid", 409)
+        opened = iter(cipher.decrypt_many(sealed) if cipher is not None else [])
+        raws = [next(opened) if is_sealed else p for p, is_sealed in records]
         raw = wire.log_group_list(raws)
         lower = {k.lower(): v for k, v in headers.items()}
         out, kind = wire.compress(raw, lower.get("accept-encoding", ""))

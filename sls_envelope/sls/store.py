@@ -1,8 +1,9 @@
 """Shard files: each shard is one append-only file of records, a record being one
 PutLogs LogGroup sealed under the Logstore's key (the v1 batch format) or, for an
-unencrypted Logstore, the plain LogGroup.
+unencrypted Logstore (or one whose encryption was switched off by UpdateLogstore, as SLS
+stores new data in the clear then), the plain LogGroup; the record's magic says which.
 
-Record layout: ``"SLSR" | u32 length | u32 crc32(payload) | u32 receive time | u32 logs``
+Record layout: ``"SLSE"`` (sealed) or ``"SLSP"`` (plain) ``| u32 length | u32 crc32(payload) | u32 receive time | u32 logs``
 then the payload.  The cursor of a record is its index in the shard.  fsync schedule:
 every append is written and fsync'd before PutLogs answers (a 200 means on disk).
 Recovery: opening a shard scans it and truncates the file at the first record that is
@@ -17,10 +18,10 @@ import struct
 import threading
 import zlib
 
-__all__ = ["Shard"]
+__all__ = ["PLAIN", "SEALED", "Shard"]
 
 _HEAD = struct.Struct("<4sIIII")
-_MAGIC = b"SLSR"
+SEALED, PLAIN = b"SLSE", b"SLSP"
 
 
 class Shard:
@@ -41,7 +42,7 @@ class Shard:
         while pos + _HEAD.size <= len(data):
             magic, length, crc, when, logs = _HEAD.unpack_from(data, pos)
             end = pos + _HEAD.size + length
-            if magic != _MAGIC or end > len(data) or zlib.crc32(data[pos + _HEAD.size:end]) != crc:
+            if magic not in (SEALED, PLAIN) or end > len(data) or zlib.crc32(data[pos + _HEAD.size:end]) != crc:
                 break
             self._index.append((pos, when, logs))
             pos = end
@@ -51,9 +52,9 @@ class Shard:
             os.fsync(self._f.fileno())
         self._end = pos
 
-    def append(self, payload: bytes, when: int, logs: int) -> int:
+    def append(self, payload: bytes, when: int, logs: int, *, sealed: bool) -> int:
         """Write one record and fsync it; its cursor."""
-        record = _HEAD.pack(_MAGIC, len(payload), zlib.crc32(payload), when, logs) + payload
+        record = _HEAD.pack(SEALED if sealed else PLAIN, len(payload), zlib.crc32(payload), when, logs) + payload
         with self._lock:
             os.pwrite(self._f.fileno(), record, self._end)
             os.fsync(self._f.fileno())
@@ -73,8 +74,8 @@ class Shard:
                     return i
             return len(self._index)
 
-    def read(self, start: int, count: int) -> list[bytes]:
-        """Payloads of records [start, start+count)."""
+    def read(self, start: int, count: int) -> list[tuple[bytes, bool]]:
+        """(payload, sealed) of records [start, start+count)."""
         with self._lock:
             rows = self._index[start:start + count]
             end = self._index[start + count][0] if start + count < len(self._index) else self._end
@@ -84,8 +85,8 @@ class Shard:
         out = []
         for off, _, _ in rows:
             p = off - rows[0][0]
-            _, length, _, _, _ = _HEAD.unpack_from(blob, p)
-            out.append(blob[p + _HEAD.size:p + _HEAD.size + length])
+            magic, length, _, _, _ = _HEAD.unpack_from(blob, p)
+            out.append((blob[p + _HEAD.size:p + _HEAD.size + length], magic == SEALED))
         return out
 
     def close(self) -> None:
