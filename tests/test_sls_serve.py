@@ -320,3 +320,46 @@ def test_update_encryption_switches_new_data(endpoint: Endpoint) -> None:
     with pytest.raises(LogException) as info:
         client.update_logstore(PROJECT, "toggle", encrypt_conf={"enable": True, "encrypt_type": "sm4"})
     assert info.value.get_error_code() == "LogStoreInfoInvalid" and 400 <= info.value.resp_status < 500
+
+
+def test_cmk_pending_deletion_refuses_then_cancel_restores(endpoint: Endpoint) -> None:
+    client = endpoint.client()
+    cmk = endpoint.kms.create_key("pending deletion")
+    arn = create_log_service_role(endpoint.kms, "pending-byok")
+    client.create_logstore(PROJECT, "pending", shard_count=1, encrypt_conf={
+        "enable": True, "encrypt_type": "aes_gcm",
+        "user_cmk_info": {"cmk_key_id": cmk, "arn": arn, "region_id": "cn-hangzhou"}})
+    logs = [[("k", f"v{i}")] for i in range(10)]
+    _put(client, "pending", logs, 10)
+    endpoint.kms.schedule_key_deletion(cmk, 7)
+    for call in (lambda: _put(client, "pending", logs, 10), lambda: _pull_all(client, "pending")):
+        with pytest.raises(LogException) as info:
+            call()
+        assert info.value.get_error_code() == "Rejected.PendingDeletion"
+        assert 400 <= info.value.resp_status < 500
+    endpoint.kms.cancel_key_deletion(cmk)  # back to Disabled, as KMS does
+    endpoint.kms.enable_key(cmk)
+    assert _pull_all(client, "pending") == logs
+
+
+def test_limits_and_pull_compressions(endpoint: Endpoint) -> None:
+    from aliyun.log.log_logs_pb2 import LogGroup as SdkLogGroup
+
+    client = endpoint.client()
+    client.create_logstore(PROJECT, "limits", shard_count=1)
+    group = SdkLogGroup()
+    for _ in range(40961):
+        group.Logs.add().Time = 1700000000
+    body = group.SerializeToString()
+    with pytest.raises(LogException) as info:
+        client._send("POST", PROJECT, body, "/logstores/limits/shards/lb", {},
+                     {"Content-Type": "application/x-protobuf", "x-log-bodyrawsize": str(len(body))})
+    assert info.value.get_error_code() == "InvalidLogSize" and info.value.resp_status == 400
+    logs = [[("k", f"v{i}")] for i in range(20)]
+    _put(client, "limits", logs, 10)
+    cursor = client.get_cursor(PROJECT, "limits", 0, "begin").get_cursor()
+    for accept in ("deflate", "lz4"):
+        res = client.pull_logs(PROJECT, "limits", 0, cursor, 10, accept_compress_type=accept)
+        assert res.get_log_count() == 20 and res.headers.get("x-log-compresstype") == accept
+    res = client.pull_logs(PROJECT, "limits", 0, cursor, 10, compress=False)
+    assert res.get_log_count() == 20 and "x-log-compresstype" not in res.headers
