@@ -556,7 +556,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"serving SLS Logstores encrypted at rest at http://{endpoint} (shards in {_home(args).path}/sls); "
               f"LogClient({endpoint!r}, ...); Ctrl-C stops", flush=True)
 
-    serve(args.home, args.host, args.port, args.access_key_id, secret, ready=announce)
+    kms_credential = None
+    if args.kms:
+        kms_id, kms_secret = os.environ.get("SLS_ENVELOPE_KMS_ACCESS_KEY_ID"), os.environ.get(
+            "SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET")
+        if not kms_id or not kms_secret:
+            raise CommandError("--kms needs SLS_ENVELOPE_KMS_ACCESS_KEY_ID and SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET: "
+                               "the log service's AccessKey at that KMS ('kms service-credential' there)")
+        kms_credential = (kms_id, kms_secret)
+    serve(args.home, args.host, args.port, args.access_key_id, secret, kms_url=args.kms,
+          kms_credential=kms_credential, ready=announce)
     return 0
 
 
@@ -570,6 +579,9 @@ def _register_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="the account's AccessKey id (or SLS_ENVELOPE_ACCESS_KEY_ID); RAM users' keys "
                         "made by 'kms create-access-key' are accepted too")
     p.add_argument("--access-key-secret", help="its secret (or SLS_ENVELOPE_ACCESS_KEY_SECRET)")
+    p.add_argument("--kms", metavar="URL", help="use the KMS at URL (e.g. 'kms serve' elsewhere) instead of the "
+                                                "home's; the log service's AccessKey there in "
+                                                "SLS_ENVELOPE_KMS_ACCESS_KEY_ID/SECRET")
     p.set_defaults(handler=_cmd_serve)
 
 #: Each adds one ``kms`` subcommand.

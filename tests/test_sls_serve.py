@@ -363,3 +363,45 @@ def test_limits_and_pull_compressions(endpoint: Endpoint) -> None:
         assert res.get_log_count() == 20 and res.headers.get("x-log-compresstype") == accept
     res = client.pull_logs(PROJECT, "limits", 0, cursor, 10, compress=False)
     assert res.get_log_count() == 20 and "x-log-compresstype" not in res.headers
+
+
+def test_cli_serve_with_remote_kms(tmp_path: Path) -> None:
+    """`serve --kms URL`: the keys come from another KMS (here `kms serve`'s server, in
+    process), through AliyunKms and STS as the log service's own identity."""
+    import subprocess
+    import sys
+
+    from sls_envelope.kms.local import LocalKms
+    from sls_envelope.kms.server import make_server
+
+    if os.geteuid() != 0:
+        pytest.skip("port 80 needs root")
+    kms = LocalKms(str(tmp_path / "remote-kms"))
+    kms_server = make_server(kms, "127.0.0.1", 0, "root-ak", "root-secret-xyz")
+    kms_server.start()
+    service_id, service_secret = kms.service_credential()
+    cmk = kms.create_key("remote BYOK")
+    arn = create_log_service_role(kms, "remote-byok")
+    host = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+    env = dict(os.environ, SLS_ENVELOPE_ACCESS_KEY_SECRET=SK, SLS_ENVELOPE_KMS_ACCESS_KEY_ID=service_id,
+               SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET=service_secret,
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    proc = subprocess.Popen([sys.executable, "-m", "sls_envelope", "--home", str(tmp_path / "home"), "serve",
+                             "--host", host, "--access-key-id", AK, "--kms", f"http://{kms_server.endpoint}"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert proc.stdout is not None and b"serving SLS" in proc.stdout.readline()
+        client = LogClient(host, AK, SK)
+        client.create_project(PROJECT, "remote")
+        client.create_logstore(PROJECT, "remote", shard_count=1, encrypt_conf={
+            "enable": True, "encrypt_type": "sm4",
+            "user_cmk_info": {"cmk_key_id": cmk, "arn": arn, "region_id": "cn-hangzhou"}})
+        logs = [[("k", f"{MARKER}-{i}")] for i in range(10)]
+        _put(client, "remote", logs, 10)
+        assert _pull_all(client, "remote") == logs
+        stored = b"".join(p.read_bytes() for p in (tmp_path / "home" / "sls" / PROJECT / "remote").glob("shard-*"))
+        assert MARKER.encode() not in stored
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        kms_server.stop()

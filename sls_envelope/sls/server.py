@@ -89,16 +89,32 @@ class SlsServer(HttpServer):
 
 
 def serve(home_dir: str | None, host: str, port: int, access_key_id: str, access_key_secret: str,
-          *, ready: Callable[[SlsServer], None] | None = None) -> None:
-    """``sls-envelope serve``: the home's embedded KMS and key records, shard files under
-    ``<home>/sls``; until Ctrl-C or SIGTERM, then requests in flight finish."""
+          *, kms_url: str | None = None, kms_credential: tuple[str, str] | None = None,
+          region_id: str = "cn-hangzhou", ready: Callable[[SlsServer], None] | None = None) -> None:
+    """``sls-envelope serve``: the home's key records, shard files under ``<home>/sls``,
+    and the home's embedded KMS, or the KMS at ``kms_url`` (e.g. ``sls-envelope kms
+    serve``, through AliyunKms and its STS) signing as ``kms_credential``, the log
+    service's AccessKey there.  Until Ctrl-C or SIGTERM, then requests in flight finish."""
     import os
 
     from ..home import Home
+    from ..keys import KeyManager
+    from ..kms.base import KmsClient
 
     home = Home(home_dir)
-    kms = home.open_kms()
-    manager = home.open_manager(kms)
+    kms: KmsClient
+    if kms_url is not None:
+        from ..kms.aliyun import AliyunKms
+
+        url = urllib.parse.urlsplit(kms_url)
+        if url.scheme not in ("http", "https") or not url.netloc or kms_credential is None:
+            raise ValueError("--kms needs an http(s)://host:port URL and the log service's AccessKey there")
+        kms = AliyunKms(region_id, access_key_id=kms_credential[0], access_key_secret=kms_credential[1],
+                        endpoint=url.netloc, sts_endpoint=url.netloc, protocol=url.scheme)
+        manager = KeyManager(kms, os.path.join(home.ensure(), "keys.sqlite"))
+    else:
+        kms = home.open_kms()
+        manager = home.open_manager(kms)
     api = SlsApi(os.path.join(home.ensure(), "sls"), manager)
     server = SlsServer(api, keys_of({access_key_id: access_key_secret}, kms), host, port)
     if ready is not None:
