@@ -22,7 +22,7 @@ from aliyun.log import LogClient, LogException, LogItem, PutLogsRequest
 from sls_envelope.home import Home
 from sls_envelope.kms.local import create_log_service_role
 from sls_envelope.sls.api import SlsApi
-from sls_envelope.sls.server import SlsServer
+from sls_envelope.sls.server import SlsServer, caller_of, keys_of
 
 AK, SK = "test-ak", "test-secret-not-real"
 PROJECT = "seed-project"
@@ -40,7 +40,8 @@ class Endpoint:
     def start(self) -> None:
         self.manager = self.home.open_manager(self.kms, revalidate_after=0)
         self.api = SlsApi(str(self.home_dir / "sls"), self.manager)
-        self.server = SlsServer(self.api, {AK: SK}, host=self.host, port=80).start()
+        self.server = SlsServer(self.api, keys_of({AK: SK}, self.kms), host=self.host, port=80,
+                                caller_of=caller_of(self.kms)).start()
 
     def stop(self) -> None:
         self.server.stop()
@@ -405,3 +406,22 @@ def test_cli_serve_with_remote_kms(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(30)
         kms_server.stop()
+
+
+def test_ram_user_needs_pass_role_for_byok(endpoint: Endpoint) -> None:
+    """A RAM user's AccessKey (the embedded KMS's) signs; a BYOK Logstore then needs the
+    user's ram:PassRole on the role, as the log service requires (403 Unauthorized)."""
+    endpoint.kms.create_user("sls-writer")
+    key_id, secret = endpoint.kms.create_access_key("sls-writer")
+    user = LogClient(endpoint.host, key_id, secret)
+    cmk = endpoint.kms.create_key("ram user BYOK")
+    arn = create_log_service_role(endpoint.kms, "ram-user-byok")
+    byok = {"enable": True, "encrypt_type": "default",
+            "user_cmk_info": {"cmk_key_id": cmk, "arn": arn, "region_id": "cn-hangzhou"}}
+    with pytest.raises(LogException) as info:
+        user.create_logstore(PROJECT, "ram-byok", shard_count=1, encrypt_conf=byok)
+    assert info.value.get_error_code() == "Unauthorized" and info.value.resp_status == 403
+    user.create_logstore(PROJECT, "ram-service", shard_count=1, encrypt_conf={"enable": True, "encrypt_type": "default"})
+    logs = [[("k", "v")]]
+    _put(user, "ram-service", logs, 1)
+    assert _pull_all(user, "ram-service") == logs

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..exceptions import SlsEnvelopeError
 from ..keys import KeyManager
+from ..kms.ram import Caller
 from . import wire
 from .store import Shard
 
@@ -97,7 +98,8 @@ class SlsApi:
 
     # ---- dispatch ------------------------------------------------------------------------
     def handle(self, method: str, project: str, path: str, query: Mapping[str, str],
-               headers: Mapping[str, str], body: bytes) -> Response:
+               headers: Mapping[str, str], body: bytes, caller: Caller | None = None) -> Response:
+        """``caller``: the RAM user who signed (None: the account), for BYOK's PassRole."""
         parts = [p for p in path.split("/") if p]
         if not parts:
             if method == "POST":
@@ -109,7 +111,7 @@ class SlsApi:
                 return self.delete_project(project)
         elif parts[0] == "logstores":
             if len(parts) == 1 and method == "POST":
-                return self.create_logstore(project, self._body(body))
+                return self.create_logstore(project, self._body(body), caller)
             if len(parts) == 1 and method == "GET":
                 return self.list_logstores(project)
             name = parts[1] if len(parts) > 1 else ""
@@ -165,7 +167,7 @@ class SlsApi:
         os.rmdir(self._pdir(project))
         return 200, {}, b""
 
-    def create_logstore(self, project: str, body: dict[str, Any]) -> Response:
+    def create_logstore(self, project: str, body: dict[str, Any], caller: Caller | None = None) -> Response:
         self._project(project)
         name = body.get("logstoreName")
         if not isinstance(name, str) or not _NAME.match(name):
@@ -174,7 +176,7 @@ class SlsApi:
         if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= 256:
             raise ApiError("shardCount must be 1 to 256", "LogStoreInfoInvalid", 400)
         conf = body.get("encrypt_conf", {"enable": False})
-        self.manager.create_logstore(project, name, conf)  # LogStoreInfoInvalid, LogStoreAlreadyExist, KMS codes
+        self.manager.create_logstore(project, name, conf, caller=caller)  # LogStoreInfoInvalid, LogStoreAlreadyExist, KMS codes
         meta = {"logstoreName": name, "ttl": int(body.get("ttl", 30)), "shardCount": shards,
                 "createTime": int(time.time())}
         os.makedirs(os.path.join(self._pdir(project), name), mode=0o700, exist_ok=True)

@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping
 
 from ..exceptions import SlsEnvelopeError
 from ..httpd import HttpServer, Limits, Reply, Request
+from ..kms.ram import Caller
 from . import auth, wire
 from .api import SlsApi
 
-__all__ = ["SlsServer", "keys_of", "project_of_host"]
+__all__ = ["SlsServer", "caller_of", "keys_of", "project_of_host"]
 
 #: SLS's PutLogs body limit plus room for the compression's worst case.
 LIMITS = Limits(max_body=wire.MAX_BODY + wire.MAX_BODY // 16)
@@ -57,16 +58,35 @@ def keys_of(account: Mapping[str, str], kms: object) -> Callable[[str], str | No
     return secret_of
 
 
+def caller_of(kms: object) -> Callable[[str], Caller | None]:
+    """The embedded KMS's RAM user behind an AccessKeyId (None: the account or unknown)."""
+    lookup = getattr(kms, "access_key", None)
+    user = getattr(kms, "user", None)
+
+    def find(access_key_id: str) -> Caller | None:
+        found = lookup(access_key_id) if lookup is not None else None
+        if found is None or user is None or getattr(found[0], "kind", None) != "user":
+            return None
+        caller: Caller = user(found[0].name)
+        return caller
+
+    return find
+
+
 class SlsServer(HttpServer):
     """The endpoint on (host, port); port 0 picks one.  ``keys``: AccessKeyId -> secret, or
     a function giving the secret of an AccessKeyId (None if unknown), e.g. the embedded
-    KMS's RAM users' keys next to the account's (see :func:`keys_of`)."""
+    KMS's RAM users' keys next to the account's (see :func:`keys_of`).  ``caller_of``: the
+    RAM user (KeyManager's ``caller``) behind an AccessKeyId, None for the account's; a
+    BYOK conf then needs that user's ram:PassRole on the role (see :func:`caller_of`)."""
 
     def __init__(self, api: SlsApi, keys: Mapping[str, str] | Callable[[str], str | None],
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, *,
+                 caller_of: Callable[[str], Caller | None] | None = None) -> None:
         super().__init__((host, port), self._handle, LIMITS)
         self.api = api
         self._secret_of = dict(keys).get if isinstance(keys, Mapping) else keys
+        self._caller_of: Callable[[str], Caller | None] = caller_of or (lambda _key_id: None)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -78,10 +98,10 @@ class SlsServer(HttpServer):
             url = urllib.parse.urlsplit(request.target)
             query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
             path = urllib.parse.unquote(url.path)
-            auth.verify(request.method, path, query, request.headers, request.body, self._secret_of)
+            key_id = auth.verify(request.method, path, query, request.headers, request.body, self._secret_of)
             project = project_of_host(request.headers.get("host", ""))
             status, headers, body = self.api.handle(request.method, project, path, query, request.headers,
-                                                    request.body)
+                                                    request.body, self._caller_of(key_id))
         except SlsEnvelopeError as exc:
             status, headers = exc.http_status, {"Content-Type": "application/json"}
             body = json.dumps({"errorCode": exc.code, "errorMessage": str(exc), "requestId": request_id}).encode()
@@ -116,7 +136,7 @@ def serve(home_dir: str | None, host: str, port: int, access_key_id: str, access
         kms = home.open_kms()
         manager = home.open_manager(kms)
     api = SlsApi(os.path.join(home.ensure(), "sls"), manager)
-    server = SlsServer(api, keys_of({access_key_id: access_key_secret}, kms), host, port)
+    server = SlsServer(api, keys_of({access_key_id: access_key_secret}, kms), host, port, caller_of=caller_of(kms))
     if ready is not None:
         ready(server)
     server.install_sigterm()
