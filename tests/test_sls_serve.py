@@ -425,3 +425,14 @@ def test_ram_user_needs_pass_role_for_byok(endpoint: Endpoint) -> None:
     logs = [[("k", "v")]]
     _put(user, "ram-service", logs, 1)
     assert _pull_all(user, "ram-service") == logs
+
+
+@pytest.mark.parametrize("resource", ["/logstores/..", "/logstores/../shards", "/logstores/a%2F..%2F..",
+                                      "/logstores/.%2E"])
+def test_names_never_reach_the_disk_unchecked(endpoint: Endpoint, resource: str) -> None:
+    before = sorted(p.name for p in (endpoint.home_dir / "sls").iterdir())
+    for method in ("GET", "DELETE"):
+        with pytest.raises(LogException) as info:
+            endpoint.client()._send(method, PROJECT, None, resource, {}, {})
+        assert 400 <= info.value.resp_status < 500
+    assert sorted(p.name for p in (endpoint.home_dir / "sls").iterdir()) == before

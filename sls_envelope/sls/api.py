@@ -24,7 +24,7 @@ from .store import Shard
 __all__ = ["ApiError", "Response", "SlsApi"]
 
 Response = tuple[int, dict[str, str], bytes]
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,126}[a-z0-9]$")
+_NAME = re.compile(r"\A[a-z0-9][a-z0-9_-]{1,126}[a-z0-9]\Z")
 
 
 class ApiError(SlsEnvelopeError):
@@ -61,9 +61,15 @@ class SlsApi:
 
     # ---- helpers -------------------------------------------------------------------------
     def _pdir(self, project: str) -> str:
+        # Names become path components: only SLS's name alphabet ever reaches the disk
+        # (no "..", "/" or NUL from the Host header or the URL).
+        if not _NAME.match(project):
+            raise ApiError(f"The Project does not exist : {project}", "ProjectNotExist", 404)
         return os.path.join(self.root, project)
 
     def _meta_path(self, project: str, logstore: str) -> str:
+        if not _NAME.match(logstore):
+            raise ApiError(f"logstore {logstore} does not exist", "LogStoreNotExist", 404)
         return os.path.join(self._pdir(project), logstore, "logstore.json")
 
     def _meta(self, project: str, logstore: str) -> dict[str, Any]:
@@ -76,7 +82,7 @@ class SlsApi:
             raise ApiError(f"logstore {logstore} does not exist", "LogStoreNotExist", 404) from None
 
     def _project(self, project: str) -> None:
-        if not project or not os.path.isdir(self._pdir(project)):
+        if not os.path.isdir(self._pdir(project)):
             raise ApiError(f"The Project does not exist : {project}", "ProjectNotExist", 404)
 
     def _shard(self, project: str, logstore: str, shard: int) -> Shard:
