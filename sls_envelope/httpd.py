@@ -192,12 +192,12 @@ class _Connection:
                 except _Refused as refused:
                     log.warning("connection from %s: %s", self.peer, refused.reason)
                     if refused.status is not None:
-                        self._send(_error_reply(refused.status))
+                        self._refuse(refused.status)
                     return
                 except socket.timeout:
                     log.warning("connection from %s: request not complete within %.0f s", self.peer,
                                 self.server.limits.read_timeout)
-                    self._send(_error_reply(408))
+                    self._refuse(408)
                     return
                 except OSError as exc:
                     log.warning("connection from %s: %s", self.peer, exc.strerror or type(exc).__name__)
@@ -231,6 +231,21 @@ class _Connection:
             log.warning("connection from %s: reply not sent: %s", self.peer,
                         exc.strerror or type(exc).__name__)
             return False
+
+    def _refuse(self, status: int) -> None:
+        """Send an error reply, then read (and drop) what the peer still sends for up to a second
+        before closing: closing with unread input sends a TCP RST that can destroy the reply
+        before the peer reads it."""
+        if not self._send(_error_reply(status)):
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.settimeout(0.2)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and self.sock.recv(65536):
+                pass
+        except OSError:
+            pass
 
     def wake_if_idle(self) -> None:
         """Stop waiting for a next request (used by stop())."""
@@ -310,9 +325,9 @@ class HttpServer:
                 self._connections.add(connection)
         if full:
             log.warning("connection from %s: refused, %d connections open", peer, self.limits.max_connections)
-            try:
-                sock.settimeout(0.5)
-                sock.sendall(_error_reply(503))
+            try:  # never block the accept loop on this peer: the short reply fits the send buffer
+                sock.setblocking(False)
+                sock.send(_error_reply(503))
             except OSError:
                 pass
             finally:

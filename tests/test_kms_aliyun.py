@@ -348,3 +348,34 @@ def test_key_manager_byok_sm4_logstore_over_aliyun_kms(server: KmsHttpServer, km
     admin.enable_key(kms_models.EnableKeyRequest(key_id=cmk))
     assert cipher.decrypt(sealed) == b"log batch 1"
     assert cipher.decrypt(cipher.encrypt(b"log batch 3")) == b"log batch 3"
+
+
+def test_byok_stops_within_revalidate_after_when_the_trust_is_removed(server: KmsHttpServer, kms: LocalKms,
+                                                                      faults: Faults) -> None:
+    """Issue 15 item 4: each revalidation re-assumes the role, so emptying its trust stops BYOK at
+    the next check, not when the cached STS session (3600 s) runs out."""
+    from sls_envelope.keys import KeyManager
+
+    cmk = KmsSdk(sdk_config(server)).create_key(kms_models.CreateKeyRequest(description="customer")).body \
+        .key_metadata.key_id
+    arn = create_log_service_role(kms, "sls-byok-trust")
+    now = [1000.0]
+    manager = KeyManager(client(server), revalidate_after=60, clock=lambda: now[0])
+    conf = {"enable": True, "encrypt_type": "aes_gcm",
+            "user_cmk_info": {"cmk_key_id": cmk, "arn": arn, "region_id": "cn-hangzhou"}}
+    cipher = manager.create_logstore("proj", "trusting", conf)
+    assert cipher is not None
+    sealed = cipher.encrypt(b"batch")
+    now[0] += 61
+    assert cipher.decrypt(sealed) == b"batch"  # a revalidation with the trust in place
+    assumed = faults.seen.count("AssumeRole")
+    kms.update_role("sls-byok-trust", trust_policy={
+        "Statement": [{"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": ["ecs.aliyuncs.com"]}}],
+        "Version": "1"})
+    assert cipher.encrypt(b"still within the window") is not None  # until revalidate_after, as documented
+    now[0] += 61
+    for operation in (lambda: cipher.encrypt(b"after"), lambda: cipher.decrypt(sealed)):
+        with pytest.raises(KeyInvalidError) as info:
+            operation()
+        assert info.value.code in ("NoPermission", "EntityNotExist.Role", "NoPermission.AssumeRole")
+    assert faults.seen.count("AssumeRole") > assumed

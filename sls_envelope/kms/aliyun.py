@@ -414,8 +414,12 @@ class AliyunKms(KmsClient):
 
     def assume_role(self, arn: str) -> "AliyunKms":
         """This KMS acting as RAM role arn, through STS AssumeRole signed by this client's
-        credentials.  The role client is cached per ARN; its temporary credentials are fetched
-        on first use and refreshed before they expire.  Role errors (EntityNotExist.Role,
+        credentials.  The role client is cached per ARN, but every call of assume_role drops its
+        temporary credentials, so the next call assumes the role again: KeyManager calls it at
+        each revalidation of a BYOK key, and a role whose trust policy no longer admits the log
+        service stops that key within ``revalidate_after`` rather than when a cached STS session
+        (up to 3600 s) runs out (issue 15 item 4).  Between revalidations the credentials are
+        reused and refreshed before they expire.  Role errors (EntityNotExist.Role,
         NoPermission...) surface as KeyInvalidError on the first call that needs them."""
         if self.role_arn is not None:
             raise ValueError("assume_role on a role client: assume roles from the account's client")
@@ -424,6 +428,8 @@ class AliyunKms(KmsClient):
         with self._roles_lock:
             existing = self._roles.get(arn)
             if existing is not None:
+                assert existing._session is not None
+                existing._session.invalidate()  # re-check the trust: assume again on next use
                 return existing
             role = object.__new__(AliyunKms)
             role.__dict__.update(self.__dict__)  # same region, endpoints, policy, scrubber, STS client

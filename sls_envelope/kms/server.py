@@ -598,9 +598,9 @@ def serve(
 ) -> None:
     """Serve until Ctrl-C or SIGTERM; then finish the requests in flight (up to the grace period)."""
     server = make_server(kms, host, port, access_key_id, access_key_secret, region_id=region_id)
+    server.install_sigterm()
     if ready is not None:
         ready(server)
-    server.install_sigterm()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -137,9 +137,9 @@ def serve(home_dir: str | None, host: str, port: int, access_key_id: str, access
         manager = home.open_manager(kms)
     api = SlsApi(os.path.join(home.ensure(), "sls"), manager)
     server = SlsServer(api, keys_of({access_key_id: access_key_secret}, kms), host, port, caller_of=caller_of(kms))
+    server.install_sigterm()  # before announcing: a SIGTERM right after the announcement drains too
     if ready is not None:
         ready(server)
-    server.install_sigterm()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
