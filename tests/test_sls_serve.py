@@ -436,3 +436,21 @@ def test_names_never_reach_the_disk_unchecked(endpoint: Endpoint, resource: str)
             endpoint.client()._send(method, PROJECT, None, resource, {}, {})
         assert 400 <= info.value.resp_status < 500
     assert sorted(p.name for p in (endpoint.home_dir / "sls").iterdir()) == before
+
+
+def test_cursor_by_time_and_body_size_limit(endpoint: Endpoint) -> None:
+    import time
+
+    client = endpoint.client()
+    client.create_logstore(PROJECT, "bytime", shard_count=1)
+    _put(client, "bytime", [[("k", "v")]], 1)
+    begin = client.get_cursor(PROJECT, "bytime", 0, "begin").get_cursor()
+    end = client.get_cursor(PROJECT, "bytime", 0, "end").get_cursor()
+    assert begin != end
+    assert client.get_cursor(PROJECT, "bytime", 0, int(time.time()) - 3600).get_cursor() == begin
+    assert client.get_cursor(PROJECT, "bytime", 0, int(time.time()) + 3600).get_cursor() == end
+    with pytest.raises(LogException) as info:  # a raw size over SLS's 10 MB PutLogs limit
+        client._send("POST", PROJECT, b"x" * 64, "/logstores/bytime/shards/lb", {},
+                     {"Content-Type": "application/x-protobuf", "x-log-compresstype": "lz4",
+                      "x-log-bodyrawsize": str(11 * 1024 * 1024)})
+    assert info.value.get_error_code() == "PostBodyTooLarge" and info.value.resp_status == 413
