@@ -537,6 +537,53 @@ def _register_kms_serve(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_kms_serve)
 
 
+
+# ---- serve (docs/SERVE.md) ------------------------------------------------------------------------
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .sls.server import serve
+
+    secret = args.access_key_secret or os.environ.get("SLS_ENVELOPE_ACCESS_KEY_SECRET")
+    if not args.access_key_id or not secret:
+        raise CommandError("serve needs --access-key-id and --access-key-secret "
+                           "(or SLS_ENVELOPE_ACCESS_KEY_SECRET, which keeps the secret out of ps)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    def announce(server: Any) -> None:
+        host, port = server.server_address
+        endpoint = host if port == 80 else f"{host}:{port}"
+        print(f"serving SLS Logstores encrypted at rest at http://{endpoint} (shards in {_home(args).path}/sls); "
+              f"LogClient({endpoint!r}, ...); Ctrl-C stops", flush=True)
+
+    kms_credential = None
+    if args.kms:
+        kms_id, kms_secret = os.environ.get("SLS_ENVELOPE_KMS_ACCESS_KEY_ID"), os.environ.get(
+            "SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET")
+        if not kms_id or not kms_secret:
+            raise CommandError("--kms needs SLS_ENVELOPE_KMS_ACCESS_KEY_ID and SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET: "
+                               "the log service's AccessKey at that KMS ('kms service-credential' there)")
+        kms_credential = (kms_id, kms_secret)
+    serve(args.home, args.host, args.port, args.access_key_id, secret, kms_url=args.kms,
+          kms_credential=kms_credential, ready=announce)
+    return 0
+
+
+def _register_serve(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("serve", parents=[common],
+                       help="an SLS endpoint (the SDK's LogClient) whose Logstores are encrypted at rest")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=80,
+                   help="port (default 80: the SLS SDKs send the project in Host only to a port-less IP endpoint)")
+    p.add_argument("--access-key-id", default=os.environ.get("SLS_ENVELOPE_ACCESS_KEY_ID"),
+                   help="the account's AccessKey id (or SLS_ENVELOPE_ACCESS_KEY_ID); RAM users' keys "
+                        "made by 'kms create-access-key' are accepted too")
+    p.add_argument("--access-key-secret", help="its secret (or SLS_ENVELOPE_ACCESS_KEY_SECRET)")
+    p.add_argument("--kms", metavar="URL", help="use the KMS at URL (e.g. 'kms serve' elsewhere) instead of the "
+                                                "home's; the log service's AccessKey there in "
+                                                "SLS_ENVELOPE_KMS_ACCESS_KEY_ID/SECRET")
+    p.set_defaults(handler=_cmd_serve)
+
 #: Each adds one ``kms`` subcommand.
 KMS_COMMANDS: List[Callable[[Any, argparse.ArgumentParser], None]] = [
     _register_kms_create_key,
@@ -731,6 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_size, default=256 * 1024, metavar="SIZE",
                    help="batch size, e.g. 256K (default)")
     p.set_defaults(handler=_cmd_demo)
+    _register_serve(sub, common)
 
     logstore = sub.add_parser("logstore", help="create, show and list Logstores").add_subparsers(
         dest="logstore_command", metavar="COMMAND", parser_class=_Parser)
