@@ -618,14 +618,19 @@ class KeyManager:
         stored = self._store.get_setting(_SERVICE_CMK_SETTING)
         if stored is not None:
             return stored
-        try:
-            key_id = self.kms.create_key("sls-envelope service master key")
-        except NotImplementedError:
-            raise ConfigError(
-                "this KMS cannot create the service master key; pass KeyManager(service_key_id=...)",
-                code="ServiceKeyUnavailable",
-            ) from None
-        return self._store.set_setting_default(_SERVICE_CMK_SETTING, key_id)
+
+        def create() -> str:
+            try:
+                return self.kms.create_key("sls-envelope service master key")
+            except NotImplementedError:
+                raise ConfigError(
+                    "this KMS cannot create the service master key; pass KeyManager(service_key_id=...)",
+                    code="ServiceKeyUnavailable",
+                ) from None
+
+        # One CMK even when several processes open a fresh store at once (the store runs
+        # create() in one of them; the others reuse its key).
+        return self._store.setting_or_create(_SERVICE_CMK_SETTING, create)
 
 
 #: Cited by every refused update (SLS API reference, UpdateLogStoreEncryption, "Limits").

@@ -14,7 +14,7 @@ import dataclasses
 import os
 import sqlite3
 import threading
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 __all__ = ["KeyRecord", "KeyStore", "MemoryKeyStore", "SqliteKeyStore"]
 
@@ -64,6 +64,18 @@ class KeyStore(abc.ABC):
     @abc.abstractmethod
     def set_setting_default(self, name: str, value: str) -> str:
         """Store value under name unless one is there already; return what is stored."""
+
+    def setting_or_create(self, name: str, make: Callable[[], str]) -> str:
+        """The setting ``name``; if there is none, ``make()`` is stored and returned.
+
+        Stores shared between processes override this so that ``make`` runs in one of
+        them only (a fresh home opened by several processes at once must create ONE
+        service CMK, not one per process).  This default is atomic within a process only.
+        """
+        stored = self.get_setting(name)
+        if stored is not None:
+            return stored
+        return self.set_setting_default(name, make())
 
     def close(self) -> None:
         """Release resources.  Optional."""
@@ -224,6 +236,24 @@ class SqliteKeyStore(KeyStore):
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)", (name, value))
             row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return str(row[0])
+
+    def setting_or_create(self, name: str, make: Callable[[], str]) -> str:
+        # BEGIN IMMEDIATE takes SQLite's write lock before reading, so of several processes
+        # finding no setting, one runs make() and the others wait, then read its value
+        # (https://www.sqlite.org/lang_transaction.html).
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    value = make()
+                    self._db.execute("INSERT INTO settings (name, value) VALUES (?, ?)", (name, value))
+                    row = (value,)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         return str(row[0])
 
     def close(self) -> None:
