@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, NoReturn, Opti
 from . import __version__
 from .exceptions import ConfigError, KeyInvalidError, KmsUnavailableError, SlsEnvelopeError
 from .home import ENV_VAR, Home
+from .names import check_logstore_name, check_project_name
 from .kms.local import (
     BYOK_ROLE_POLICIES,
     LocalKms,
@@ -89,7 +90,18 @@ def _logstore_ref(text: str) -> Tuple[str, str]:
     project, sep, logstore = text.partition("/")
     if not sep or not project or not logstore:
         raise argparse.ArgumentTypeError(f"expected PROJECT/LOGSTORE, got {text!r}")
-    return project, logstore
+    # SLS's naming rules (names.py): neither name holds "/" or a control character, so
+    # PROJECT/LOGSTORE is unambiguous and nothing raw reaches the terminal.
+    try:
+        return check_project_name(project), check_logstore_name(logstore)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _home_dir(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("the home directory must not be empty (it would be the current directory)")
+    return text
 
 
 def _json_arg(text: str, what: str) -> Any:
@@ -703,7 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Options every subcommand accepts after its name too (SUPPRESS: no override of the global value).
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
-    common.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--home", metavar="DIR", type=_home_dir, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     parser = _Parser(
@@ -713,7 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Start with '{PROG} demo'.  Exit status: 0 ok, 1 error, 2 bad usage.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--home", metavar="DIR", default=None,
+    parser.add_argument("--home", metavar="DIR", type=_home_dir, default=None,
                         help=f"where the embedded KMS and the key records live (default: ${ENV_VAR}, "
                              "else a per-user data directory); created 0700 on first use")
     parser.add_argument("--json", action="store_true", default=False, help="print JSON instead of tables")

@@ -13,7 +13,10 @@ from typing import Any, List
 
 import pytest
 
+from sls_envelope import cli
+from sls_envelope.exceptions import ConfigError
 from sls_envelope.home import Home
+from sls_envelope.keys import KeyManager
 from sls_envelope.kms.local import LocalKms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,3 +45,55 @@ def test_a_fresh_home_used_by_8_processes_at_once_makes_one_service_cmk(tmp_path
         assert len(keys) == 1, keys
         records = Home(home).open_manager().list_logstores()
         assert {r.cmk_key_id for r in records} == {keys[0]["KeyId"]} and len(records) == 8
+
+
+def _run(capsys: Any, *argv: str) -> "tuple[int, str, str]":
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exit_:  # argparse's usage errors
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---- item 13: names and paths -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("project, logstore", [
+    ("a", "b/c"), ("a/b", "c"), ("proj", "bad\nname"), ("proj", "esc\x1b[31m"), ("Proj", "store"),
+    ("proj", "Store"), ("proj", "-store"), ("proj", "store_"), ("pro_j", "store"), ("proj", "x" * 64),
+    ("p" * 64, "store"), ("proj", "caf\u00e9"), ("proj", ""), ("", "store"),
+])
+def test_names_sls_refuses_are_refused_where_logstores_are_created(project: str, logstore: str) -> None:
+    manager = KeyManager(LocalKms())
+    with pytest.raises(ConfigError) as caught:
+        manager.create_logstore(project, logstore, {"enable": False})
+    assert caught.value.code == "ParameterInvalid" and caught.value.http_status == 400
+    assert "\x1b" not in str(caught.value) and "\n" not in str(caught.value)
+    assert manager.list_logstores() == []
+
+
+def test_names_sls_allows_are_accepted() -> None:
+    manager = KeyManager(LocalKms())
+    for project, logstore in (("my-project-1", "access_log"), ("p" * 63, "l" * 63), ("0a0", "a-b_c")):
+        manager.create_logstore(project, logstore, {"enable": False})
+    assert len(manager.list_logstores()) == 3
+
+
+def test_cli_refuses_bad_names_in_one_line_without_raw_control_characters(tmp_path: Any, capsys: Any) -> None:
+    for ref in ("a/b/c", "proj/esc\x1b[2Jx", "proj/new\nline"):
+        code, out, err = _run(capsys, "--home", str(tmp_path), "logstore", "create", ref)
+        assert code == 2 and out == ""
+        assert "\x1b" not in err and err.count("\n") == err.strip().count("\n") + 1
+        assert "invalid" in err
+    assert not os.path.exists(tmp_path / "keys.sqlite")
+
+
+def test_empty_home_is_refused(tmp_path: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for argv in (["--home", "", "logstore", "list"], ["logstore", "list", "--home", ""]):
+        code, out, err = _run(capsys, *argv)
+        assert code == 2 and "home directory must not be empty" in err
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(ValueError, match="empty"):
+        Home("")
