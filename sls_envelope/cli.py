@@ -117,11 +117,13 @@ def _json_arg(text: str, what: str) -> Any:
             raise UsageError(f"cannot read {what} file {path!r}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise UsageError(f"{what} file {path!r} is not UTF-8 text") from None
+    where = "" if source == "inline" else f" in {source!r}"
     try:
         return json.loads(text)
     except ValueError as exc:
-        where = "" if source == "inline" else f" in {source!r}"
         raise UsageError(f"{what} is not valid JSON{where}: {exc}") from None
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        raise UsageError(f"{what} is nested too deeply{where}") from None
 
 
 def _size(text: str) -> int:

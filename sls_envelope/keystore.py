@@ -10,13 +10,17 @@ managers sharing a store cannot give one Logstore two keys.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import os
 import sqlite3
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+import urllib.parse
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-__all__ = ["KeyRecord", "KeyStore", "MemoryKeyStore", "SqliteKeyStore"]
+from .exceptions import SlsEnvelopeError
+
+__all__ = ["KeyRecord", "KeyStore", "KeyStoreError", "MemoryKeyStore", "SqliteKeyStore"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +44,11 @@ class KeyRecord:
     @property
     def encrypted(self) -> bool:
         return self.key_ref is not None
+
+
+class KeyStoreError(SlsEnvelopeError):
+    """The key-record store cannot be used: a corrupt file, one locked too long, a
+    read-only home asked to write.  One line naming the file; code InternalServerError."""
 
 
 class KeyStore(abc.ABC):
@@ -157,26 +166,64 @@ class SqliteKeyStore(KeyStore):
     """Records in an SQLite file (created with mode 0600).  Safe to share between
     processes: SQLite serialises the writers and ``add`` relies on the primary key."""
 
+    #: How long a writer waits for another process's write lock before giving up.
+    BUSY_TIMEOUT = 30.0
+
     def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
         self._path = os.fspath(path)
-        # Create the file ourselves so that it is never readable by others; SQLite gives
-        # its journal files the database file's permissions.
-        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self._path, timeout=30.0, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._db.executescript(_SCHEMA)
-            # Stores made before key_check existed gain the column (NULL: the check value is
-            # then learnt at the first unwrap, as it was before).
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(logstore_keys)")}
-            if "key_check" not in columns:
-                self._db.execute("ALTER TABLE logstore_keys ADD COLUMN key_check BLOB")
+        #: True when the file (or its directory) cannot be written: reads work, writes are
+        #: refused with one line (a read-only home still lists and shows its Logstores).
+        self.read_only = False
+        try:
+            # Create the file ourselves so that it is never readable by others; SQLite gives
+            # its journal files the database file's permissions.
+            os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        except PermissionError:
+            if not os.path.exists(self._path):
+                raise KeyStoreError(f"{self._path}: cannot create the key-record store (permission denied)") from None
+            self.read_only = True
+        with self._sql("open"):
+            if self.read_only:
+                uri = "file:" + urllib.parse.quote(os.path.abspath(self._path)) + "?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, timeout=self.BUSY_TIMEOUT, check_same_thread=False,
+                                           isolation_level=None)
+                self._db.execute("SELECT name FROM settings LIMIT 1").fetchall()
+            else:
+                self._db = sqlite3.connect(self._path, timeout=self.BUSY_TIMEOUT, check_same_thread=False,
+                                           isolation_level=None)
+                with self._lock:
+                    self._db.executescript(_SCHEMA)
+                    # Stores made before key_check existed gain the column (NULL: the check value
+                    # is then learnt at the first unwrap, as it was before).
+                    columns = {row[1] for row in self._db.execute("PRAGMA table_info(logstore_keys)")}
+                    if "key_check" not in columns:
+                        self._db.execute("ALTER TABLE logstore_keys ADD COLUMN key_check BLOB")
+
+    @contextlib.contextmanager
+    def _sql(self, doing: str) -> Iterator[None]:
+        """SQLite's errors as one line naming the file and what is wrong (a corrupt file,
+        one locked by another process for longer than BUSY_TIMEOUT, a read-only home)."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "locked" in text or "busy" in text:
+                raise KeyStoreError(
+                    f"{self._path}: the key-record store is locked by another process (waited "
+                    f"{self.BUSY_TIMEOUT:g} s to {doing})") from None
+            if "readonly" in text or "read-only" in text or "unable to open" in text:
+                raise KeyStoreError(f"{self._path}: cannot {doing}: the key-record store is read-only") from None
+            raise KeyStoreError(f"{self._path}: cannot {doing} in the key-record store: {text}") from None
+        except sqlite3.DatabaseError as exc:
+            raise KeyStoreError(f"{self._path}: not a usable key-record store ({exc}); the file is left as it is"
+                                ) from None
 
     def __repr__(self) -> str:
         return f"<SqliteKeyStore {self._path!r}>"
 
     def get(self, project: str, logstore: str) -> Optional[KeyRecord]:
-        with self._lock:
+        with self._sql("read a record"), self._lock:
             row = self._db.execute(
                 f"SELECT {_COLUMNS} FROM logstore_keys WHERE project = ? AND logstore = ?", (project, logstore)
             ).fetchone()
@@ -184,7 +231,7 @@ class SqliteKeyStore(KeyStore):
 
     def records(self, project: Optional[str] = None) -> List[KeyRecord]:
         where, args = ("", ()) if project is None else (" WHERE project = ?", (project,))
-        with self._lock:
+        with self._sql("list the records"), self._lock:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM logstore_keys{where} ORDER BY project, logstore", args
             ).fetchall()
@@ -206,21 +253,21 @@ class SqliteKeyStore(KeyStore):
             record.project, record.logstore, record.conf, record.key_ref, record.suite, record.key_type,
             record.cmk_key_id, record.ciphertext_blob, record.created_at, record.key_check,
         )
-        with self._lock:
+        with self._sql("add a record"), self._lock:
             cursor = self._db.execute(
                 f"INSERT OR IGNORE INTO logstore_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values
             )
             return cursor.rowcount == 1
 
     def remove(self, project: str, logstore: str) -> bool:
-        with self._lock:
+        with self._sql("delete a record"), self._lock:
             cursor = self._db.execute(
                 "DELETE FROM logstore_keys WHERE project = ? AND logstore = ?", (project, logstore)
             )
             return cursor.rowcount == 1
 
     def replace_conf(self, project: str, logstore: str, old: str, new: str) -> bool:
-        with self._lock:
+        with self._sql("update a record"), self._lock:
             cursor = self._db.execute(
                 "UPDATE logstore_keys SET conf = ? WHERE project = ? AND logstore = ? AND conf = ?",
                 (new, project, logstore, old),
@@ -228,12 +275,12 @@ class SqliteKeyStore(KeyStore):
             return cursor.rowcount == 1
 
     def get_setting(self, name: str) -> Optional[str]:
-        with self._lock:
+        with self._sql("read a setting"), self._lock:
             row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_setting_default(self, name: str, value: str) -> str:
-        with self._lock:
+        with self._sql("store a setting"), self._lock:
             self._db.execute("INSERT OR IGNORE INTO settings (name, value) VALUES (?, ?)", (name, value))
             row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
         return str(row[0])
@@ -242,8 +289,11 @@ class SqliteKeyStore(KeyStore):
         # BEGIN IMMEDIATE takes SQLite's write lock before reading, so of several processes
         # finding no setting, one runs make() and the others wait, then read its value
         # (https://www.sqlite.org/lang_transaction.html).
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+        stored = self.get_setting(name)  # the common case; and a read-only store can answer it
+        if stored is not None:
+            return stored
+        with self._sql("store a setting"), self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # outside the try: nothing to roll back if it fails
             try:
                 row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
                 if row is None:

@@ -97,3 +97,73 @@ def test_empty_home_is_refused(tmp_path: Any, capsys: Any, monkeypatch: pytest.M
     assert os.listdir(tmp_path) == []
     with pytest.raises(ValueError, match="empty"):
         Home("")
+
+
+# ---- item 12: clean errors ----------------------------------------------------------------------
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "internal error" not in err, err
+    return lines[0]
+
+
+def test_deeply_nested_encrypt_conf_is_a_usage_error(tmp_path: Any, capsys: Any) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    code, _, err = _run(capsys, "--home", str(tmp_path), "logstore", "create", "proj/store", "--encrypt-conf", deep)
+    assert code == 2 and "nested too deeply" in _one_error_line(err)
+    conf_file = tmp_path / "conf.json"
+    conf_file.write_text('{"enable": ' + deep + "}")
+    code, _, err = _run(capsys, "--home", str(tmp_path), "logstore", "create", "proj/store",
+                        "--encrypt-conf", f"@{conf_file}")
+    assert code == 2 and str(conf_file) in _one_error_line(err)
+
+
+def test_a_corrupt_key_store_is_named_in_one_line_and_left_alone(tmp_path: Any, capsys: Any) -> None:
+    store = tmp_path / "keys.sqlite"
+    store.write_bytes(b"this is not an SQLite database" * 100)
+    before = store.read_bytes()
+    code, _, err = _run(capsys, "--home", str(tmp_path), "logstore", "list")
+    line = _one_error_line(err)
+    assert code == 1 and str(store) in line and "not a usable key-record store" in line
+    assert store.read_bytes() == before
+
+
+def test_a_key_store_locked_too_long_is_named_in_one_line(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: Any) -> None:
+    import sqlite3
+
+    from sls_envelope.keystore import SqliteKeyStore
+
+    Home(str(tmp_path)).open_manager().close()
+    holder = sqlite3.connect(str(tmp_path / "keys.sqlite"), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process's long write
+    monkeypatch.setattr(SqliteKeyStore, "BUSY_TIMEOUT", 0.2)
+    try:
+        code, _, err = _run(capsys, "--home", str(tmp_path), "logstore", "create", "proj/store")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    line = _one_error_line(err)
+    assert code == 1 and "keys.sqlite" in line and "locked by another process" in line
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.__setitem__("account_id", {"x": 1}), "account_id must be a string"),
+    (lambda d: d.__setitem__("keys", []), "keys must be an object"),
+    (lambda d: next(iter(d["keys"].values())).__setitem__("state", 3), "state"),
+])
+def test_state_files_of_the_wrong_shape_are_refused_by_the_cli_and_never_rewritten(
+        tmp_path: Any, capsys: Any, mutate: Any, message: str) -> None:
+    code, _, _ = _run(capsys, "--home", str(tmp_path), "kms", "create-key")
+    assert code == 0
+    path = tmp_path / "kms" / "localkms.json"
+    document = json.loads(path.read_text())
+    mutate(document)
+    path.write_text(json.dumps(document))
+    before = path.read_bytes()
+    for argv in (["kms", "list-keys"], ["logstore", "create", "proj/store"]):
+        code, _, err = _run(capsys, "--home", str(tmp_path), *argv)
+        line = _one_error_line(err)
+        assert code == 1 and str(path) in line and message in line, line
+    assert path.read_bytes() == before
