@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import errno
 import os
 import sqlite3
 import threading
@@ -179,9 +180,12 @@ class SqliteKeyStore(KeyStore):
             # Create the file ourselves so that it is never readable by others; SQLite gives
             # its journal files the database file's permissions.
             os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
-        except PermissionError:
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
             if not os.path.exists(self._path):
-                raise KeyStoreError(f"{self._path}: cannot create the key-record store (permission denied)") from None
+                raise KeyStoreError(f"{self._path}: cannot create the key-record store: "
+                                    f"{exc.strerror or 'not writable'}") from None
             self.read_only = True
         with self._sql("open"):
             if self.read_only:

@@ -167,3 +167,47 @@ def test_state_files_of_the_wrong_shape_are_refused_by_the_cli_and_never_rewritt
         line = _one_error_line(err)
         assert code == 1 and str(path) in line and message in line, line
     assert path.read_bytes() == before
+
+
+# ---- item 7: a read-only home --------------------------------------------------------------------
+
+
+def _read_only_run(home: str, *argv: str) -> "subprocess.CompletedProcess[str]":
+    """The CLI in a mount namespace where ``home`` is a read-only bind mount (EROFS, as a
+    read-only volume gives; root ignores permission bits, so chmod cannot show this)."""
+    command = " ".join(["exec", sys.executable, "-m", "sls_envelope", "--home", home, *argv])
+    script = f"mount --bind {home} {home} && mount -o remount,ro,bind {home} && {command}"
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+
+
+def _can_mount_read_only(tmp_path: Any) -> bool:
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return False
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    try:
+        done = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {probe} {probe}"], capture_output=True,
+                              timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def test_read_only_home_still_lists_and_shows_and_refuses_changes_in_one_line(tmp_path: Any, capsys: Any) -> None:
+    if not _can_mount_read_only(tmp_path):
+        pytest.skip("needs root and mount namespaces (unshare -m) for a read-only bind mount")
+    home = str(tmp_path / "home")
+    assert _run(capsys, "--home", home, "logstore", "create", "proj/store")[0] == 0
+    before = {name: (tmp_path / "home" / name).read_bytes() for name in ("keys.sqlite", "kms/localkms.json")}
+    for argv in (["logstore", "list"], ["logstore", "show", "proj/store"], ["kms", "list-keys"],
+                 ["--json", "logstore", "list"]):
+        done = _read_only_run(home, *argv)
+        assert done.returncode == 0 and ("store" in done.stdout or "Enabled" in done.stdout), (argv, done.stderr)
+        assert done.stderr == ""
+    for argv, doing in ((["logstore", "create", "proj/other"], "keys.sqlite"), (["kms", "create-key"], "LocalKms")):
+        done = _read_only_run(home, *argv)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1 and "read-only" in lines[0] and doing in lines[0], done.stderr
+        assert "internal error" not in done.stderr
+    assert {name: (tmp_path / "home" / name).read_bytes() for name in before} == before
