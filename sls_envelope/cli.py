@@ -223,6 +223,26 @@ def _record_dict(record: Any) -> Dict[str, Any]:
     }
 
 
+def _cmk_state(kms: Any, record: Any) -> Optional[str]:
+    """The CMK's state as the KMS reports it now (None: the Logstore has no CMK), so that an
+    operator sees why a Logstore refuses: Enabled, Disabled, PendingDeletion, deleted, or
+    unreachable / refused (with the KMS's code)."""
+    if record.cmk_key_id is None:
+        return None
+    try:
+        return str(kms.describe_key(record.cmk_key_id).get("KeyState") or "unknown")
+    except KeyInvalidError as exc:
+        return "deleted" if exc.code.endswith("NotFound") else f"refused ({exc.code})"
+    except (KmsUnavailableError, OSError) as exc:
+        return f"unreachable ({getattr(exc, 'code', None) or type(exc).__name__})"
+
+
+def _with_cmk_state(kms: Any, record: Any) -> Dict[str, Any]:
+    found = _record_dict(record)
+    found["cmk_state"] = _cmk_state(kms, record)
+    return found
+
+
 def _caller(args: argparse.Namespace, kms: Any) -> Any:
     """--as-user NAME: the RAM user making the request (None: the account)."""
     name = getattr(args, "as_user", None)
@@ -280,7 +300,7 @@ def _cmd_logstore_show(args: argparse.Namespace) -> int:
     project, logstore = args.logstore
     manager = _home(args).open_manager()
     try:
-        record = _record_dict(manager.describe_logstore(project, logstore))
+        record = _with_cmk_state(manager.kms, manager.describe_logstore(project, logstore))
     finally:
         manager.close()
     if args.json:
@@ -292,6 +312,7 @@ def _cmd_logstore_show(args: argparse.Namespace) -> int:
         ("algorithm", record["suite"] or "-"),
         ("key type", record["key_type"] or "-"),
         ("CMK", record["cmk_key_id"] or "-"),
+        ("CMK state", record["cmk_state"] or "-"),
         ("role", record["role_arn"] or "-"),
         ("key ref", record["key_ref"] or "-"),
         ("created", record["created_at"]),
@@ -303,7 +324,7 @@ def _cmd_logstore_show(args: argparse.Namespace) -> int:
 def _cmd_logstore_list(args: argparse.Namespace) -> int:
     manager = _home(args).open_manager()
     try:
-        records = [_record_dict(r) for r in manager.list_logstores(args.project)]
+        records = [_with_cmk_state(manager.kms, r) for r in manager.list_logstores(args.project)]
     finally:
         manager.close()
     if args.json:
@@ -313,11 +334,42 @@ def _cmd_logstore_list(args: argparse.Namespace) -> int:
         print("no Logstores" + (f" in project {args.project}" if args.project else ""))
         return 0
     _print_table(
-        ["LOGSTORE", "ALGORITHM", "KEY", "CMK", "CREATED"],
+        ["LOGSTORE", "ALGORITHM", "KEY", "CMK", "CMK STATE", "CREATED"],
         [[f"{r['project']}/{r['logstore']}", r["suite"] or "none", r["key_type"] or "-",
-          r["cmk_key_id"] or "-", r["created_at"]] for r in records],
+          r["cmk_key_id"] or "-", r["cmk_state"] or "-", r["created_at"]] for r in records],
     )
     return 0
+
+
+def _cmd_logstore_delete(args: argparse.Namespace) -> int:
+    """KeyManager.delete_logstore: the key record goes, so every batch sealed under the
+    Logstore's data key can no longer be decrypted; the CMK is left as it is."""
+    project, logstore = args.logstore
+    if not args.yes:
+        raise UsageError(f"deleting {project}/{logstore} destroys its data key: data sealed under it can never "
+                         "be decrypted again; add --yes to delete")
+    manager = _home(args).open_manager()
+    try:
+        record = manager.describe_logstore(project, logstore)
+        manager.delete_logstore(project, logstore)
+    finally:
+        manager.close()
+    if args.json:
+        _print_json({"deleted": f"{project}/{logstore}", "encrypted": record.encrypted,
+                     "cmk_key_id": record.cmk_key_id})
+    else:
+        tail = (f"; data sealed under its key can no longer be decrypted (CMK {record.cmk_key_id} is kept)"
+                if record.encrypted else "")
+        print(f"deleted Logstore {project}/{logstore}{tail}")
+    return 0
+
+
+def _add_logstore_delete(logstore: Any, common: argparse.ArgumentParser) -> None:
+    p = logstore.add_parser("delete", parents=[common],
+                            help="delete a Logstore and its data key (its sealed data becomes unreadable)")
+    p.add_argument("logstore", type=_logstore_ref, metavar="PROJECT/LOGSTORE")
+    p.add_argument("--yes", action="store_true", help="confirm: data sealed under the key is lost")
+    p.set_defaults(handler=_cmd_logstore_delete)
 
 
 # ---- kms ------------------------------------------------------------------------------------------
@@ -746,7 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch size, e.g. 256K (default)")
     p.set_defaults(handler=_cmd_demo)
 
-    logstore = sub.add_parser("logstore", help="create, show and list Logstores").add_subparsers(
+    logstore = sub.add_parser("logstore", help="create, show, list and delete Logstores").add_subparsers(
         dest="logstore_command", metavar="COMMAND", parser_class=_Parser)
     logstore.required = True
     p = logstore.add_parser("create", parents=[common], help="create a Logstore with an encrypt_conf")
@@ -796,6 +848,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=_positive_int, default=5, help="rounds per figure; the best counts (default 5)")
     p.set_defaults(handler=_cmd_bench)
     _add_logstore_update(logstore, common)
+    _add_logstore_delete(logstore, common)
     return parser
 
 

@@ -211,3 +211,63 @@ def test_read_only_home_still_lists_and_shows_and_refuses_changes_in_one_line(tm
         assert done.returncode == 1 and len(lines) == 1 and "read-only" in lines[0] and doing in lines[0], done.stderr
         assert "internal error" not in done.stderr
     assert {name: (tmp_path / "home" / name).read_bytes() for name in before} == before
+
+
+# ---- item 8: the CMK's state in show and list; logstore delete -------------------------------------
+
+
+def _byok_home(tmp_path: Any, capsys: Any) -> "tuple[str, str]":
+    home = str(tmp_path / "home")
+    code, cmk, _ = _run(capsys, "--home", home, "kms", "create-key")
+    assert code == 0
+    code, arn, _ = _run(capsys, "--home", home, "kms", "create-role", "sls-byok")
+    conf = {"enable": True, "encrypt_type": "sm4",
+            "user_cmk_info": {"cmk_key_id": cmk.strip(), "arn": arn.strip(), "region_id": "cn-hangzhou"}}
+    assert _run(capsys, "--home", home, "logstore", "create", "proj/byok", "--encrypt-conf", json.dumps(conf))[0] == 0
+    assert _run(capsys, "--home", home, "logstore", "create", "proj/plain", "--encrypt-conf",
+                '{"enable": false}')[0] == 0
+    return home, cmk.strip()
+
+
+def _shown_state(capsys: Any, home: str) -> "tuple[str, str]":
+    code, out, _ = _run(capsys, "--home", home, "--json", "logstore", "show", "proj/byok")
+    assert code == 0
+    listed = {f"{r['project']}/{r['logstore']}": r for r in json.loads(_run(capsys, "--home", home, "--json",
+                                                                           "logstore", "list")[1])}
+    assert listed["proj/plain"]["cmk_state"] is None
+    return json.loads(out)["cmk_state"], listed["proj/byok"]["cmk_state"]
+
+
+def test_show_and_list_give_the_byok_cmk_state_as_the_kms_reports_it_now(tmp_path: Any, capsys: Any) -> None:
+    home, cmk = _byok_home(tmp_path, capsys)
+    assert _shown_state(capsys, home) == ("Enabled", "Enabled")
+    _run(capsys, "--home", home, "kms", "disable-key", cmk)
+    assert _shown_state(capsys, home) == ("Disabled", "Disabled")
+    code, out, _ = _run(capsys, "--home", home, "logstore", "show", "proj/byok")
+    assert code == 0 and "CMK state" in out and "Disabled" in out
+    code, out, _ = _run(capsys, "--home", home, "logstore", "list")
+    assert "CMK STATE" in out and "Disabled" in out
+    _run(capsys, "--home", home, "kms", "enable-key", cmk)
+    _run(capsys, "--home", home, "kms", "schedule-key-deletion", cmk)
+    assert _shown_state(capsys, home) == ("PendingDeletion", "PendingDeletion")
+    # The CMK gone from the KMS altogether (a purge after the window): "deleted".
+    path = tmp_path / "home" / "kms" / "localkms.json"
+    document = json.loads(path.read_text())
+    del document["keys"][cmk]
+    path.write_text(json.dumps(document))
+    assert _shown_state(capsys, home) == ("deleted", "deleted")
+
+
+def test_logstore_delete_removes_the_key_record_and_says_what_is_lost(tmp_path: Any, capsys: Any) -> None:
+    home, cmk = _byok_home(tmp_path, capsys)
+    code, _, err = _run(capsys, "--home", home, "logstore", "delete", "proj/byok")
+    assert code == 2 and "--yes" in err and "never be decrypted" in err
+    assert len(Home(home).open_manager().list_logstores()) == 2
+    code, out, _ = _run(capsys, "--home", home, "logstore", "delete", "proj/byok", "--yes")
+    assert code == 0 and "can no longer be decrypted" in out and cmk in out
+    assert [r.logstore for r in Home(home).open_manager().list_logstores()] == ["plain"]
+    assert LocalKms(os.path.join(home, "kms")).describe_key(cmk)["KeyState"] == "Enabled"  # the CMK is kept
+    code, _, err = _run(capsys, "--home", home, "logstore", "delete", "proj/byok", "--yes")
+    assert code == 1 and "LogStoreNotExist" in err
+    code, out, _ = _run(capsys, "--home", home, "--json", "logstore", "delete", "proj/plain", "--yes")
+    assert code == 0 and json.loads(out) == {"deleted": "proj/plain", "encrypted": False, "cmk_key_id": None}
