@@ -174,26 +174,32 @@ class JsonFileStore:
         if fd is None:
             self._write_named(payload)
             return
-        tmp = self._temp_name()
+        tmp = os.path.basename(self._temp_name())
+        dir_fd = os.open(self.dir, os.O_RDONLY)
         try:
-            _write_all(fd, payload)
-            os.fsync(fd)
-            # linkat(AT_FDCWD, "/proc/self/fd/N", AT_FDCWD, tmp, AT_SYMLINK_FOLLOW): gives the
-            # unnamed inode a name without CAP_DAC_READ_SEARCH (open(2), O_TMPFILE).
-            os.link(f"/proc/self/fd/{fd}", tmp)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP):  # no /proc, say
-                self._write_named(payload)
-                return
-            raise
-        os.close(fd)
-        try:
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+            try:
+                _write_all(fd, payload)
+                os.fsync(fd)
+                # linkat(AT_FDCWD, "/proc/self/fd/N", dir_fd, tmp, AT_SYMLINK_FOLLOW): gives the
+                # unnamed inode a name without CAP_DAC_READ_SEARCH (open(2), O_TMPFILE).  The
+                # dst_dir_fd makes CPython call linkat with AT_SYMLINK_FOLLOW; with defaults it
+                # calls link(2), which links the /proc symlink itself and fails with EXDEV.
+                os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP):  # no /proc, say
+                    self._write_named(payload)
+                    return
+                raise
+            finally:
+                os.close(fd)
+            try:
+                os.replace(tmp, self._file_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dir_fd)
+                raise
+        finally:
+            os.close(dir_fd)
 
     def _open_unnamed(self) -> Optional[int]:
         flag = getattr(os, "O_TMPFILE", None)
