@@ -237,6 +237,12 @@ def _cmk_state(kms: Any, record: Any) -> Optional[str]:
         return f"unreachable ({getattr(exc, 'code', None) or type(exc).__name__})"
 
 
+def _printable(name: str) -> str:
+    """A name as text safe for a terminal: records made before the naming rules (names.py)
+    may hold control characters, which are shown escaped, never raw."""
+    return name if name.isprintable() else repr(name)[1:-1]
+
+
 def _with_cmk_state(kms: Any, record: Any) -> Dict[str, Any]:
     found = _record_dict(record)
     found["cmk_state"] = _cmk_state(kms, record)
@@ -307,7 +313,7 @@ def _cmd_logstore_show(args: argparse.Namespace) -> int:
         _print_json(record)
         return 0
     _print_fields([
-        ("Logstore", f"{record['project']}/{record['logstore']}"),
+        ("Logstore", _printable(f"{record['project']}/{record['logstore']}")),
         ("encrypted", "yes" if record["encrypted"] else "no"),
         ("algorithm", record["suite"] or "-"),
         ("key type", record["key_type"] or "-"),
@@ -335,7 +341,7 @@ def _cmd_logstore_list(args: argparse.Namespace) -> int:
         return 0
     _print_table(
         ["LOGSTORE", "ALGORITHM", "KEY", "CMK", "CMK STATE", "CREATED"],
-        [[f"{r['project']}/{r['logstore']}", r["suite"] or "none", r["key_type"] or "-",
+        [[_printable(f"{r['project']}/{r['logstore']}"), r["suite"] or "none", r["key_type"] or "-",
           r["cmk_key_id"] or "-", r["cmk_state"] or "-", r["created_at"]] for r in records],
     )
     return 0

@@ -332,3 +332,16 @@ def test_sigkill_during_localkms_changes_leaves_no_temporary_file(tmp_path: Any,
     # With O_TMPFILE a temporary has a name only between linkat and rename (microseconds);
     # named temporaries are left often, and removed by the next process (asserted above).
     print(f"{mode}: {right_after_kill} temporaries right after 12 kills")
+
+
+def test_records_made_before_the_naming_rules_are_listed_escaped(tmp_path: Any, capsys: Any) -> None:
+    """A store written by an older release may hold a name with ESC or a newline: `logstore
+    list` shows it escaped, never raw."""
+    from sls_envelope.keystore import KeyRecord, SqliteKeyStore
+
+    Home(str(tmp_path)).ensure()
+    store = SqliteKeyStore(str(tmp_path / "keys.sqlite"))
+    store.add(KeyRecord("proj", "evil\x1b[2J\nname", '{"enable": false}', created_at=time.time()))
+    store.close()
+    code, out, _ = _run(capsys, "--home", str(tmp_path), "logstore", "list")
+    assert code == 0 and "\x1b" not in out and "evil\\x1b[2J\\nname" in out
