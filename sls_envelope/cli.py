@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, NoReturn, Opti
 from . import __version__
 from .exceptions import ConfigError, KeyInvalidError, KmsUnavailableError, SlsEnvelopeError
 from .home import ENV_VAR, Home
+from .names import check_logstore_name, check_project_name
 from .kms.local import (
     BYOK_ROLE_POLICIES,
     LocalKms,
@@ -89,7 +90,18 @@ def _logstore_ref(text: str) -> Tuple[str, str]:
     project, sep, logstore = text.partition("/")
     if not sep or not project or not logstore:
         raise argparse.ArgumentTypeError(f"expected PROJECT/LOGSTORE, got {text!r}")
-    return project, logstore
+    # SLS's naming rules (names.py): neither name holds "/" or a control character, so
+    # PROJECT/LOGSTORE is unambiguous and nothing raw reaches the terminal.
+    try:
+        return check_project_name(project), check_logstore_name(logstore)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _home_dir(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("the home directory must not be empty (it would be the current directory)")
+    return text
 
 
 def _json_arg(text: str, what: str) -> Any:
@@ -105,11 +117,13 @@ def _json_arg(text: str, what: str) -> Any:
             raise UsageError(f"cannot read {what} file {path!r}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise UsageError(f"{what} file {path!r} is not UTF-8 text") from None
+    where = "" if source == "inline" else f" in {source!r}"
     try:
         return json.loads(text)
     except ValueError as exc:
-        where = "" if source == "inline" else f" in {source!r}"
         raise UsageError(f"{what} is not valid JSON{where}: {exc}") from None
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        raise UsageError(f"{what} is nested too deeply{where}") from None
 
 
 def _size(text: str) -> int:
@@ -209,6 +223,32 @@ def _record_dict(record: Any) -> Dict[str, Any]:
     }
 
 
+def _cmk_state(kms: Any, record: Any) -> Optional[str]:
+    """The CMK's state as the KMS reports it now (None: the Logstore has no CMK), so that an
+    operator sees why a Logstore refuses: Enabled, Disabled, PendingDeletion, deleted, or
+    unreachable / refused (with the KMS's code)."""
+    if record.cmk_key_id is None:
+        return None
+    try:
+        return str(kms.describe_key(record.cmk_key_id).get("KeyState") or "unknown")
+    except KeyInvalidError as exc:
+        return "deleted" if exc.code.endswith("NotFound") else f"refused ({exc.code})"
+    except (KmsUnavailableError, OSError) as exc:
+        return f"unreachable ({getattr(exc, 'code', None) or type(exc).__name__})"
+
+
+def _printable(name: str) -> str:
+    """A name as text safe for a terminal: records made before the naming rules (names.py)
+    may hold control characters, which are shown escaped, never raw."""
+    return name if name.isprintable() else repr(name)[1:-1]
+
+
+def _with_cmk_state(kms: Any, record: Any) -> Dict[str, Any]:
+    found = _record_dict(record)
+    found["cmk_state"] = _cmk_state(kms, record)
+    return found
+
+
 def _caller(args: argparse.Namespace, kms: Any) -> Any:
     """--as-user NAME: the RAM user making the request (None: the account)."""
     name = getattr(args, "as_user", None)
@@ -266,18 +306,19 @@ def _cmd_logstore_show(args: argparse.Namespace) -> int:
     project, logstore = args.logstore
     manager = _home(args).open_manager()
     try:
-        record = _record_dict(manager.describe_logstore(project, logstore))
+        record = _with_cmk_state(manager.kms, manager.describe_logstore(project, logstore))
     finally:
         manager.close()
     if args.json:
         _print_json(record)
         return 0
     _print_fields([
-        ("Logstore", f"{record['project']}/{record['logstore']}"),
+        ("Logstore", _printable(f"{record['project']}/{record['logstore']}")),
         ("encrypted", "yes" if record["encrypted"] else "no"),
         ("algorithm", record["suite"] or "-"),
         ("key type", record["key_type"] or "-"),
         ("CMK", record["cmk_key_id"] or "-"),
+        ("CMK state", record["cmk_state"] or "-"),
         ("role", record["role_arn"] or "-"),
         ("key ref", record["key_ref"] or "-"),
         ("created", record["created_at"]),
@@ -289,7 +330,7 @@ def _cmd_logstore_show(args: argparse.Namespace) -> int:
 def _cmd_logstore_list(args: argparse.Namespace) -> int:
     manager = _home(args).open_manager()
     try:
-        records = [_record_dict(r) for r in manager.list_logstores(args.project)]
+        records = [_with_cmk_state(manager.kms, r) for r in manager.list_logstores(args.project)]
     finally:
         manager.close()
     if args.json:
@@ -299,11 +340,42 @@ def _cmd_logstore_list(args: argparse.Namespace) -> int:
         print("no Logstores" + (f" in project {args.project}" if args.project else ""))
         return 0
     _print_table(
-        ["LOGSTORE", "ALGORITHM", "KEY", "CMK", "CREATED"],
-        [[f"{r['project']}/{r['logstore']}", r["suite"] or "none", r["key_type"] or "-",
-          r["cmk_key_id"] or "-", r["created_at"]] for r in records],
+        ["LOGSTORE", "ALGORITHM", "KEY", "CMK", "CMK STATE", "CREATED"],
+        [[_printable(f"{r['project']}/{r['logstore']}"), r["suite"] or "none", r["key_type"] or "-",
+          r["cmk_key_id"] or "-", r["cmk_state"] or "-", r["created_at"]] for r in records],
     )
     return 0
+
+
+def _cmd_logstore_delete(args: argparse.Namespace) -> int:
+    """KeyManager.delete_logstore: the key record goes, so every batch sealed under the
+    Logstore's data key can no longer be decrypted; the CMK is left as it is."""
+    project, logstore = args.logstore
+    if not args.yes:
+        raise UsageError(f"deleting {project}/{logstore} destroys its data key: data sealed under it can never "
+                         "be decrypted again; add --yes to delete")
+    manager = _home(args).open_manager()
+    try:
+        record = manager.describe_logstore(project, logstore)
+        manager.delete_logstore(project, logstore)
+    finally:
+        manager.close()
+    if args.json:
+        _print_json({"deleted": f"{project}/{logstore}", "encrypted": record.encrypted,
+                     "cmk_key_id": record.cmk_key_id})
+    else:
+        tail = (f"; data sealed under its key can no longer be decrypted (CMK {record.cmk_key_id} is kept)"
+                if record.encrypted else "")
+        print(f"deleted Logstore {project}/{logstore}{tail}")
+    return 0
+
+
+def _add_logstore_delete(logstore: Any, common: argparse.ArgumentParser) -> None:
+    p = logstore.add_parser("delete", parents=[common],
+                            help="delete a Logstore and its data key (its sealed data becomes unreadable)")
+    p.add_argument("logstore", type=_logstore_ref, metavar="PROJECT/LOGSTORE")
+    p.add_argument("--yes", action="store_true", help="confirm: data sealed under the key is lost")
+    p.set_defaults(handler=_cmd_logstore_delete)
 
 
 # ---- kms ------------------------------------------------------------------------------------------
@@ -750,7 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Options every subcommand accepts after its name too (SUPPRESS: no override of the global value).
     common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
-    common.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--home", metavar="DIR", type=_home_dir, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     parser = _Parser(
@@ -760,7 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Start with '{PROG} demo'.  Exit status: 0 ok, 1 error, 2 bad usage.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("--home", metavar="DIR", default=None,
+    parser.add_argument("--home", metavar="DIR", type=_home_dir, default=None,
                         help=f"where the embedded KMS and the key records live (default: ${ENV_VAR}, "
                              "else a per-user data directory); created 0700 on first use")
     parser.add_argument("--json", action="store_true", default=False, help="print JSON instead of tables")
@@ -780,7 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_demo)
     _register_serve(sub, common)
 
-    logstore = sub.add_parser("logstore", help="create, show and list Logstores").add_subparsers(
+    logstore = sub.add_parser("logstore", help="create, show, list and delete Logstores").add_subparsers(
         dest="logstore_command", metavar="COMMAND", parser_class=_Parser)
     logstore.required = True
     p = logstore.add_parser("create", parents=[common], help="create a Logstore with an encrypt_conf")
@@ -830,6 +902,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=_positive_int, default=5, help="rounds per figure; the best counts (default 5)")
     p.set_defaults(handler=_cmd_bench)
     _add_logstore_update(logstore, common)
+    _add_logstore_delete(logstore, common)
     return parser
 
 

@@ -48,6 +48,9 @@ class Home:
     """One home directory.  Nothing is created until :meth:`ensure` (or an open_* call)."""
 
     def __init__(self, path: Optional[PathLike] = None) -> None:
+        if path is not None and not os.fspath(path):
+            # abspath('') is the current directory: never a home by accident.
+            raise ValueError("the home directory path is empty")
         self.path = os.path.abspath(os.path.expanduser(os.fspath(path))) if path is not None else default_home()
 
     def __repr__(self) -> str:

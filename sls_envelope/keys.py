@@ -41,6 +41,7 @@ from .format import BatchCodec
 from .keystore import KeyRecord, KeyStore, MemoryKeyStore, SqliteKeyStore
 from .kms.base import KmsClient
 from .kms.ram import Caller
+from .names import check_logstore_name, check_project_name
 
 __all__ = ["KeyManager", "LogstoreCipher", "KmsByRegion", "encryption_context"]
 
@@ -50,7 +51,6 @@ KmsByRegion = Union[KmsClient, Mapping[str, KmsClient], Callable[[str], Optional
 
 _SERVICE_CMK_SETTING = "service_cmk_id"
 _DATA_KEY_BYTES = 32  # HKDF input for both suites: 256 bits, also under SM4's 128-bit session keys
-_MAX_NAME = 255
 
 
 def _check_pass_role(caller: Optional[Caller], role_arn: str) -> None:
@@ -327,12 +327,6 @@ class LogstoreCipher:
             self._deadline = -math.inf
 
 
-def _check_name(what: str, name: Any) -> str:
-    if not isinstance(name, str) or not name or "\x00" in name or len(name.encode("utf-8")) > _MAX_NAME:
-        raise ConfigError(f"{what} must be a non-empty string of at most {_MAX_NAME} bytes")
-    return name
-
-
 class KeyManager:
     """Makes and keeps the key of every encrypted Logstore.  Thread-safe.
 
@@ -425,8 +419,8 @@ class KeyManager:
         KmsUnavailableError if the KMS is down.
         """
         conf = EncryptConf.from_dict(encrypt_conf)
-        _check_name("project", project)
-        _check_name("logstore", logstore)
+        check_project_name(project)  # SLS's naming rules (names.py): no "/", no control character
+        check_logstore_name(logstore)
         with self._lock:
             if self._store.get(project, logstore) is not None:
                 raise _already_exists(logstore)
@@ -618,14 +612,19 @@ class KeyManager:
         stored = self._store.get_setting(_SERVICE_CMK_SETTING)
         if stored is not None:
             return stored
-        try:
-            key_id = self.kms.create_key("sls-envelope service master key")
-        except NotImplementedError:
-            raise ConfigError(
-                "this KMS cannot create the service master key; pass KeyManager(service_key_id=...)",
-                code="ServiceKeyUnavailable",
-            ) from None
-        return self._store.set_setting_default(_SERVICE_CMK_SETTING, key_id)
+
+        def create() -> str:
+            try:
+                return self.kms.create_key("sls-envelope service master key")
+            except NotImplementedError:
+                raise ConfigError(
+                    "this KMS cannot create the service master key; pass KeyManager(service_key_id=...)",
+                    code="ServiceKeyUnavailable",
+                ) from None
+
+        # One CMK even when several processes open a fresh store at once (the store runs
+        # create() in one of them; the others reuse its key).
+        return self._store.setting_or_create(_SERVICE_CMK_SETTING, create)
 
 
 #: Cited by every refused update (SLS API reference, UpdateLogStoreEncryption, "Limits").

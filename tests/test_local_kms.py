@@ -253,7 +253,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Any, monkeypatch: 
     kms = LocalKms(tmp_path)
     key = kms.create_key()
 
-    def broken(*args: Any) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken)

@@ -67,9 +67,17 @@ class JsonFileStore:
         self._validate = validate
         self._load_into = load_into
         self._dump = dump
+        #: True when the directory cannot be written (a read-only mount or home): the state
+        #: is read under a shared lock (or none, if no lock file can be opened) and every
+        #: change is refused with one line; reading commands keep working.
+        self.read_only = False
         if self.dir is not None:
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
-            os.chmod(self.dir, 0o700)
+            try:
+                os.chmod(self.dir, 0o700)
+            except OSError as exc:
+                if exc.errno not in _READ_ONLY_ERRNOS:
+                    raise
 
     @property
     def path(self) -> Optional[str]:
@@ -111,7 +119,8 @@ class JsonFileStore:
         if self.dir is None:
             return False
         with self.lock:
-            self._remove_stale_temporaries()
+            if not self.read_only:
+                self._remove_stale_temporaries()
             return self.load()
 
     def load(self) -> bool:
@@ -121,7 +130,8 @@ class JsonFileStore:
             return False
         try:
             with open(path, "rb") as handle:
-                os.fchmod(handle.fileno(), 0o600)
+                if not self.read_only:
+                    os.fchmod(handle.fileno(), 0o600)
                 info = os.fstat(handle.fileno())
                 raw = handle.read()
         except FileNotFoundError:
@@ -139,8 +149,11 @@ class JsonFileStore:
         """Write the document atomically (see the module docstring)."""
         if self.dir is None:
             return
-        payload = json.dumps(self._dump(), sort_keys=True).encode("utf-8")
         with self.lock:
+            if self.read_only:
+                raise OSError(errno.EROFS, f"cannot change the LocalKms state: {self.dir} is read-only "
+                              "(reading commands work; this one writes)", self.path)
+            payload = json.dumps(self._dump(), sort_keys=True).encode("utf-8")
             self._write(payload)
             self._seen = self._signature()
             dir_fd = os.open(self.dir, os.O_RDONLY)
@@ -161,26 +174,32 @@ class JsonFileStore:
         if fd is None:
             self._write_named(payload)
             return
-        tmp = self._temp_name()
+        tmp = os.path.basename(self._temp_name())
+        dir_fd = os.open(self.dir, os.O_RDONLY)
         try:
-            _write_all(fd, payload)
-            os.fsync(fd)
-            # linkat(AT_FDCWD, "/proc/self/fd/N", AT_FDCWD, tmp, AT_SYMLINK_FOLLOW): gives the
-            # unnamed inode a name without CAP_DAC_READ_SEARCH (open(2), O_TMPFILE).
-            os.link(f"/proc/self/fd/{fd}", tmp)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP):  # no /proc, say
-                self._write_named(payload)
-                return
-            raise
-        os.close(fd)
-        try:
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+            try:
+                _write_all(fd, payload)
+                os.fsync(fd)
+                # linkat(AT_FDCWD, "/proc/self/fd/N", dir_fd, tmp, AT_SYMLINK_FOLLOW): gives the
+                # unnamed inode a name without CAP_DAC_READ_SEARCH (open(2), O_TMPFILE).  The
+                # dst_dir_fd makes CPython call linkat with AT_SYMLINK_FOLLOW; with defaults it
+                # calls link(2), which links the /proc symlink itself and fails with EXDEV.
+                os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP):  # no /proc, say
+                    self._write_named(payload)
+                    return
+                raise
+            finally:
+                os.close(fd)
+            try:
+                os.replace(tmp, self._file_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=dir_fd)
+                raise
+        finally:
+            os.close(dir_fd)
 
     def _open_unnamed(self) -> Optional[int]:
         flag = getattr(os, "O_TMPFILE", None)
@@ -223,9 +242,27 @@ class JsonFileStore:
         import fcntl
 
         assert self.dir is not None
-        fd = os.open(os.path.join(self.dir, self._lock_name), os.O_RDWR | os.O_CREAT, 0o600)
+        lock_path = os.path.join(self.dir, self._lock_name)
+        mode = fcntl.LOCK_EX
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            if exc.errno not in _READ_ONLY_ERRNOS:
+                raise
+            # A read-only home: read under a shared lock (writers elsewhere hold it
+            # exclusively while they write), or with none if the lock file is absent or not
+            # ours to open, then refuse every change (save).
+            self.read_only = True
+            try:
+                fd = os.open(lock_path, os.O_RDONLY)
+            except FileNotFoundError:
+                return
+            except PermissionError:
+                raise PermissionError(errno.EACCES, "cannot take the LocalKms lock (permission denied: "
+                                      "is this home another user's?)", lock_path) from None
+            mode = fcntl.LOCK_SH
+        try:
+            fcntl.flock(fd, mode)
         except BaseException:
             os.close(fd)
             raise
@@ -243,6 +280,11 @@ class JsonFileStore:
         except FileNotFoundError:
             return None
         return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+#: What a read-only directory or file answers a write: EROFS (read-only mount), EACCES/EPERM
+#: (no write permission).
+_READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def _write_all(fd: int, payload: bytes) -> None:
