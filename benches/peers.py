@@ -29,11 +29,11 @@ from typing import Callable, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from targets import compare  # noqa: E402  (the alternating timer, one definition)
+from targets import compare  # the alternating timer, one definition
 
-from sls_envelope import AESGCM, KeyManager  # noqa: E402
-from sls_envelope.bench import cpu_model, format_size, parse_size  # noqa: E402
-from sls_envelope.kms import LocalKms  # noqa: E402
+from sls_envelope import AESGCM, KeyManager
+from sls_envelope.bench import cpu_model, format_size, parse_size
+from sls_envelope.kms import LocalKms
 
 AAD = b"project/logstore"
 Pair = Tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]  # (encrypt, decrypt)
@@ -50,7 +50,12 @@ def tink_aead() -> Pair:
 
 def aws_esdk() -> Pair:
     import aws_encryption_sdk
-    from aws_encryption_sdk.identifiers import Algorithm, CommitmentPolicy, EncryptionKeyType, WrappingAlgorithm
+    from aws_encryption_sdk.identifiers import (
+        Algorithm,
+        CommitmentPolicy,
+        EncryptionKeyType,
+        WrappingAlgorithm,
+    )
     from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey
     from aws_encryption_sdk.key_providers.raw import RawMasterKeyProvider
 
@@ -113,12 +118,13 @@ def main(argv: List[str]) -> int:
             assert dec(sealed) == data and cipher.decrypt(sealed_ours) == data
             slow = "ESDK" in name
             their_number = max(3, number // 20) if slow else number
-            for op, mine, theirs in (("encrypt", lambda: ours[0](data), lambda: enc(data)),
-                                     ("decrypt", lambda: ours[1](sealed_ours), lambda: dec(sealed))):
+            calls = (("encrypt", lambda d=data: ours[0](d), lambda d=data, e=enc: e(d)),
+                     ("decrypt", lambda s=sealed_ours: ours[1](s), lambda s=sealed, f=dec: f(s)))
+            for op, mine, theirs in calls:
                 a, b, ratio, best = compare(mine, theirs, number, their_number)
                 print(f"LogstoreCipher.{op} {format_size(size):>7} vs {name:40s} ours {a * 1e6:10.2f} us  "
                       f"theirs {b * 1e6:10.2f} us  ratio {ratio:6.2f}x (best rounds {best:6.2f}x)")
-        a, b, ratio, best = compare(lambda: cipher.encrypt(data), lambda: raw.encrypt(nonce, data, AAD), number)
+        a, b, ratio, best = compare(lambda d=data: cipher.encrypt(d), lambda d=data: raw.encrypt(nonce, d, AAD), number)
         print(f"LogstoreCipher.encrypt {format_size(size):>7} vs our raw AESGCM.encrypt{'':17s} "
               f"ours {a * 1e6:10.2f} us  raw    {b * 1e6:10.2f} us  ratio {ratio:6.2f}x")
     return 0
