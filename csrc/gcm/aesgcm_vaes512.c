@@ -67,50 +67,42 @@ INL __m512i next_block(const sls_env_aes_vaes_key *k, __m512i *c, const struct c
  * XORs) fits on the other vector port; with 16 blocks the reduction and the
  * per-iteration overhead weigh twice as much and AES-256 lost ~10% (measured). */
 #define NZ 8
-/* Registers per iteration of AES-256 opening (48 blocks; see open_nr). */
-#define NZ_OPEN256 12
 
-/* GHASH of x[0..n-1] (4n blocks, GCM byte order) by H^4n..H^1 spread over the AES
- * rounds: steps 1..n-1 multiply x[1..n-1], step n multiplies x[0] plus the running
- * state (last, so the state's dependency chain through the loop is as short as
- * possible), step n + 1 reduces.  n + 1 <= nr - 1, so every step has a round. */
-INL void gh_step(const int step, const int n, const __m512i *x, const uint8_t *p, __m128i *acc,
+/* GHASH of x[0..7] (32 blocks, GCM byte order) by H^32..H^1 spread over the AES
+ * rounds: steps 1-7 multiply x[1..7], step 8 multiplies x[0] plus the running state
+ * (last, so the state's dependency chain through the loop is as short as possible),
+ * step 9 reduces. */
+INL void gh_step(const int step, const __m512i *x, const uint8_t *p, __m128i *acc,
                  const struct consts *s, __m512i *lo, __m512i *mi, __m512i *hi)
 {
     if (step == 1)
         sls_env_gh512_mul0(_mm512_shuffle_epi8(x[1], s->bswap), _mm512_load_si512(p + 64), lo, mi, hi);
-    else if (step < n)
+    else if (step < NZ)
         sls_env_gh512_mul(_mm512_shuffle_epi8(x[step], s->bswap), _mm512_load_si512(p + 64 * step), lo,
                           mi, hi);
-    else if (step == n)
+    else if (step == NZ)
         sls_env_gh512_mul(_mm512_xor_si512(_mm512_shuffle_epi8(x[0], s->bswap), _mm512_zextsi128_si512(*acc)),
                           _mm512_load_si512(p), lo, mi, hi);
-    else if (step == n + 1)
+    else if (step == NZ + 1)
         *acc = sls_env_gh512_reduce(*lo, *mi, *hi);
 }
 
-/* CTR over 4n blocks (b: counters with round key 0 added) with the GHASH of x
+/* CTR over 32 blocks (b: counters with round key 0 added) with the GHASH of x
  * interleaved; returns the new GHASH state. */
-INL __m128i aes_ghash(const sls_env_aes_vaes_key *k, const unsigned nr, const int n, __m512i *b,
-                      const __m512i *x, const uint8_t *p, __m128i acc, const struct consts *s)
+INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, __m512i *b,
+                          const __m512i *x, const uint8_t *p, __m128i acc, const struct consts *s)
 {
     __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;
 #pragma GCC unroll 14
     for (unsigned r = 1; r < nr; r++) {
         const __m512i key = RK(r);
-        for (int j = 0; j < n; j++)
+        for (int j = 0; j < NZ; j++)
             b[j] = _mm512_aesenc_epi128(b[j], key);
-        gh_step((int)r, n, x, p, &acc, s, &lo, &mi, &hi);
+        gh_step((int)r, x, p, &acc, s, &lo, &mi, &hi);
     }
-    for (int j = 0; j < n; j++)
+    for (int j = 0; j < NZ; j++)
         b[j] = _mm512_aesenclast_epi128(b[j], RK(nr));
     return acc;
-}
-
-INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, __m512i *b,
-                          const __m512i *x, const uint8_t *p, __m128i acc, const struct consts *s)
-{
-    return aes_ghash(k, nr, NZ, b, x, p, acc, s);
 }
 
 INL void enc1(const sls_env_aes_vaes_key *k, const unsigned nr, __m512i *b)
@@ -242,24 +234,7 @@ INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
     __m512i c = first_counters(counter_block(nonce, 2), s.swap);
     size_t left = len;
     /* Opening hashes its own input, so hashing and decryption of one iteration are
-     * independent and need no lag.  AES-256 has rounds enough for 48 blocks per
-     * iteration (twelve products, then the reduction, in 13 rounds): fewer
-     * reductions and loop overheads per byte. */
-    if (nr == 14) {
-        while (left >= 64 * NZ_OPEN256) {
-            __m512i b[NZ_OPEN256], v[NZ_OPEN256];
-            for (int j = 0; j < NZ_OPEN256; j++)
-                v[j] = _mm512_loadu_si512(in + 64 * j);
-            for (int j = 0; j < NZ_OPEN256; j++)
-                b[j] = next_block(k, &c, &s);
-            acc = aes_ghash(k, nr, NZ_OPEN256, b, v, POW(SLS_ENV_GHASH_POWERS - 4 * NZ_OPEN256), acc, &s);
-            for (int j = 0; j < NZ_OPEN256; j++)
-                _mm512_storeu_si512(out + 64 * j, _mm512_xor_si512(b[j], v[j]));
-            in += 64 * NZ_OPEN256;
-            out += 64 * NZ_OPEN256;
-            left -= 64 * NZ_OPEN256;
-        }
-    }
+     * independent and need no lag. */
     while (left >= 64 * NZ) {
         __m512i b[NZ], v[NZ];
         for (int j = 0; j < NZ; j++)
