@@ -157,11 +157,11 @@ INL void gcm_msg(const void *cs, const void *gs, const uint8_t nonce[12], const 
     /* Full passes of four groups while more than five groups' worth remain, then one
      * pass of one to five groups (a 1 KiB message and J0, 65 blocks, in one pass). */
     size_t total = s.shift + nblocks, v = 0;
-    for (; total - v > 16 * (GROUPS + 1); v += 16 * GROUPS) {
+    for (; total - v > 16 * 5; v += 16 * 5) {
         if (side && v == 0)
-            acc = gcm_pass4_side(&s, w0, w1, w2, &w3, v, 16 * GROUPS, acc, sealing, 0);
+            acc = gcm_pass5_side(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0);
         else
-            acc = gcm_pass4(&s, w0, w1, w2, &w3, v, 16 * GROUPS, acc, sealing, 0);
+            acc = gcm_pass5(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0);
     }
     size_t nb = total - v;
     int first_side = side && v == 0; /* nb is then 64 or 80 */
