@@ -43,7 +43,8 @@ def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("old", help="git revision A (the baseline)")
     parser.add_argument("new", help="git revision B")
-    parser.add_argument("alg", choices=["aes", "sm4"])
+    parser.add_argument("alg", choices=["aes", "sm4", "aes-open", "sm4-open"],
+                        help="-open: time decryption")
     parser.add_argument("impl", help="implementation name, e.g. vaes512, gfni, portable")
     parser.add_argument("sizes", help="comma-separated message sizes in bytes")
     parser.add_argument("--rounds", type=int, default=15)

@@ -1,6 +1,7 @@
 """The performance targets of the project's issues, measured side by side.
 
-    python benches/targets.py            # a few minutes on two cores
+    python benches/targets.py              # a few minutes on two cores
+    python benches/targets.py --read-side  # issue 19's decrypt and batch lines alone
 
 Each line times sls-envelope and its reference in alternating rounds (so drift of a
 shared VM's clock hits both alike) and prints the median ratio and the ratio of the
@@ -109,5 +110,48 @@ def main() -> None:
           f"(best {2 * min(one) / min(two):.2f}x)  target >= 1.6x")
 
 
+def read_side() -> None:
+    """Issue 19's read-side and batch targets (decrypt vs cryptography, decrypt vs
+    encrypt of a Logstore, batch calls vs loops of single calls)."""
+    key = os.urandom(32)
+    ours, theirs = AESGCM(key), PycaAESGCM(key)
+    for size, target in ((1024, ">= 1.0x"), (65536, ">= 0.95x")):
+        sealed = theirs.encrypt(NONCE, os.urandom(size), AAD)
+        line(f"AES-256-GCM decrypt {size} B vs cryptography", target,
+             compare(lambda s=sealed: ours.decrypt(NONCE, s, AAD), lambda s=sealed: theirs.decrypt(NONCE, s, AAD),
+                     max(50, 4_000_000 // size)))
+    for size in (16384, 65536, 1 << 20):
+        sealed, buf = theirs.encrypt(NONCE, os.urandom(size), AAD), bytearray(size)
+        line(f"AES-256-GCM decrypt_into {size} B vs cryptography", ">= 1.2x",
+             compare(lambda s=sealed, b=buf: ours.decrypt_into(NONCE, s, AAD, b),
+                     lambda s=sealed: theirs.decrypt(NONCE, s, AAD), max(20, 4_000_000 // size)))
+    cipher = KeyManager(LocalKms()).create_logstore("bench", "store", {"enable": True, "encrypt_type": "default"})
+    assert cipher is not None
+    for size in (1024, 65536, 1 << 20):
+        data = os.urandom(size)
+        blob = cipher.encrypt(data)
+        number = max(20, 4_000_000 // size)
+        line(f"LogstoreCipher.decrypt vs encrypt, {size} B", ">= 0.95x",
+             compare(lambda b=blob: cipher.decrypt(b), lambda d=data: cipher.encrypt(d), number))
+        count = max(2, min(100, (8 << 20) // size))
+        batch = [data] * count
+        blobs = cipher.encrypt_many(batch)
+        per = max(3, number // count)
+        line(f"LogstoreCipher.decrypt_many vs encrypt_many, {count} x {size} B", ">= 0.95x",
+             compare(lambda b=blobs: cipher.decrypt_many(b), lambda b=batch: cipher.encrypt_many(b), per), "batch")
+        line(f"LogstoreCipher.encrypt_many vs single calls, {count} x {size} B", ">= 1.0x",
+             compare(lambda b=batch: cipher.encrypt_many(b), lambda b=batch: [cipher.encrypt(m) for m in b], per),
+             "batch")
+        line(f"LogstoreCipher.decrypt_many vs single calls, {count} x {size} B", ">= 1.0x",
+             compare(lambda b=blobs: cipher.decrypt_many(b), lambda b=blobs: [cipher.decrypt(m) for m in b], per),
+             "batch")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] == ["--read-side"]:  # issue 19's lines alone
+        read_side()
+    else:
+        main()
+        read_side()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -26,7 +27,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM as OpenSslAesGcm
 
 from .aead import AESGCM, SM4GCM, available_implementations
 
-__all__ = ["BenchRow", "DEFAULT_SIZES", "openssl_sm4_gcm", "run_bench", "parse_size", "format_size", "series", "plot"]
+__all__ = ["BenchRow", "DEFAULT_SIZES", "bench_environment", "cpu_model", "openssl_sm4_gcm", "run_bench",
+           "parse_size", "format_size", "series", "plot"]
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -55,6 +57,45 @@ class BenchRow:
 
     def as_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``model name`` in /proc/cpuinfo on Linux), with the x86
+    family and model numbers when known: figures mean little without it."""
+    fields: Dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']} model {fields['model']})"
+    return name
+
+
+def bench_environment() -> Dict[str, Any]:
+    """What a throughput figure depends on: CPU, package version, and the implementation
+    each algorithm uses by default on this CPU (after ``SLS_ENVELOPE_IMPL``/``_DISABLE``)."""
+    from cryptography import __version__ as cryptography_version
+
+    from . import __version__
+
+    return {
+        "cpu": cpu_model(),
+        "sls_envelope_version": __version__,
+        "default_implementation": {
+            "aes-256-gcm": AESGCM(bytes(32)).implementation,
+            "sm4-gcm": SM4GCM(bytes(16)).implementation,
+        },
+        "cryptography_version": cryptography_version,
+        "python": platform.python_version(),
+        "batch": f"encrypt_many of about {format_size(BATCH_BYTES)} per call, at most {BATCH_MAX_MESSAGES} messages",
+    }
 
 
 def parse_size(text: str) -> int:
@@ -212,9 +253,20 @@ def series(rows: Iterable[BenchRow]) -> Dict[Tuple[str, str, str, str], List[Tup
     return out
 
 
-def plot(rows: Sequence[BenchRow], path: str) -> None:
+def _mode_label(mode: str, rows: Sequence[BenchRow]) -> str:
+    if mode != "batch":
+        return "single call"
+    counts = sorted({row.messages_per_call for row in rows if row.mode == "batch"})
+    span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"batch of {span} msgs (~{format_size(BATCH_BYTES)}/call)"
+
+
+def plot(rows: Sequence[BenchRow], path: str, environment: Optional[Dict[str, Any]] = None) -> None:
     """A log-log chart of throughput against message size, one panel per algorithm,
-    saved as PNG.  Needs matplotlib (the ``plot`` extra); ImportError otherwise."""
+    saved as PNG, titled with the CPU, the version and the default implementations
+    (``environment``, :func:`bench_environment` by default) and one legend below the
+    panels, clear of the curves.  Needs matplotlib (the ``plot`` extra); ImportError otherwise."""
+    env = bench_environment() if environment is None else environment
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
@@ -233,14 +285,22 @@ def plot(rows: Sequence[BenchRow], path: str) -> None:
             xs, ys = zip(*sorted(points))
             label = f"{library} {impl}" if library != "sls-envelope" else f"sls-envelope {impl}"
             ax.plot(xs, ys, marker="o", markersize=3, linestyle="-" if mode == "single" else "--",
-                    color=colours[(library, impl)], label=f"{label}, {mode}")
+                    color=colours[(library, impl)], label=f"{label}, {_mode_label(mode, rows)}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_title(f"{algorithm} encrypt")
         ax.set_xlabel("message size (bytes)")
         ax.set_ylabel("throughput (GB/s)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+    # One legend for all panels, below them (the panels share contenders and line styles).
+    handles: Dict[str, Any] = {}
+    for ax in axes[0]:
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(text, handle)
+    defaults = ", ".join(f"{alg}: {impl}" for alg, impl in env["default_implementation"].items())
+    fig.suptitle(f"{env['cpu']}\nsls-envelope {env['sls_envelope_version']}, defaults {defaults}", fontsize=9)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=2, fontsize=7, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=120)
+    fig.savefig(path, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)

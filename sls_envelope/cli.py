@@ -777,7 +777,7 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import DEFAULT_SIZES, format_size, plot, run_bench
+    from .bench import DEFAULT_SIZES, bench_environment, format_size, plot, run_bench
 
     if args.plot is not None:
         try:
@@ -796,11 +796,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                      repeat=args.repeat, progress=note)
     if status:
         sys.stderr.write("\r\x1b[K")
+    environment = bench_environment()
     if args.plot is not None:
-        plot(rows, args.plot)
+        plot(rows, args.plot, environment)
     if args.json:
-        _print_json([row.as_dict() for row in rows])
+        _print_json({"environment": environment, "rows": [row.as_dict() for row in rows]})
         return 0
+    defaults = ", ".join(f"{alg} {impl}" for alg, impl in environment["default_implementation"].items())
+    print(f"CPU: {environment['cpu']}\nsls-envelope {environment['sls_envelope_version']}, "
+          f"default implementations: {defaults}\n")
     _print_table(
         ["ALGORITHM", "SIZE", "MODE", "LIBRARY", "IMPLEMENTATION", "MSG/CALL", "NS/MSG", "GB/S", "VS CRYPTOGRAPHY"],
         [[r.algorithm, format_size(r.size), r.mode, r.library, r.implementation, r.messages_per_call,

@@ -485,11 +485,20 @@ def test_demo_default() -> None:
 
 
 def test_bench_json_and_table(tmp_path: Path) -> None:
-    rows = js(run(None, "bench", "--sizes", "64", "1K", "--min-time", "0.001", "--repeat", "1", "--json"))
+    result = js(run(None, "bench", "--sizes", "64", "1K", "--min-time", "0.001", "--repeat", "1", "--json"))
+    import sls_envelope
+    from sls_envelope.bench import cpu_model
+
+    env = result["environment"]
+    assert env["cpu"] == cpu_model() and env["cpu"] and env["sls_envelope_version"] == sls_envelope.__version__
+    assert env["default_implementation"] == {
+        "aes-256-gcm": sls_envelope.AESGCM(bytes(32)).implementation,
+        "sm4-gcm": sls_envelope.SM4GCM(bytes(16)).implementation,
+    }
+    rows = result["rows"]
     libraries = {(r["algorithm"], r["library"]) for r in rows}
     assert ("aes-256-gcm", "cryptography") in libraries and ("aes-256-gcm", "sls-envelope") in libraries
     assert ("sm4-gcm", "sls-envelope") in libraries
-    import sls_envelope
 
     for alg, label in (("aes-256-gcm", "aes-gcm"), ("sm4-gcm", "sm4-gcm")):
         impls = {r["implementation"] for r in rows if r["algorithm"] == alg and r["library"] == "sls-envelope"}
@@ -501,7 +510,8 @@ def test_bench_json_and_table(tmp_path: Path) -> None:
         if row["library"] == "cryptography":
             assert row["ratio"] == 1.0
     table = ok(run(None, "bench", "--sizes", "256", "--algorithm", "sm4", "--min-time", "0.001", "--repeat", "1"))
-    assert "GB/S" in table and "NS/MSG" in table and "sm4-gcm" in table and "aes-256-gcm" not in table
+    assert "GB/S" in table and "NS/MSG" in table and "sm4-gcm" in table
+    assert f"CPU: {cpu_model()}" in table and "default implementations: aes-256-gcm " in table
 
 
 def test_bench_plot(tmp_path: Path) -> None:
@@ -511,6 +521,40 @@ def test_bench_plot(tmp_path: Path) -> None:
                  "--repeat", "1", "--plot", str(png)))
     assert f"plot written to {png}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_plot_labels(tmp_path: Path) -> None:
+    """The chart names the CPU, version and defaults, gives the batch size in the legend, and
+    keeps the legend outside the panels (below every axis, so it covers no curve)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.figure
+
+    from sls_envelope import bench
+
+    rows = bench.run_bench([64, 4096], algorithms=["aes-256-gcm"], min_time=0.001, repeat=1)
+    env = bench.bench_environment()
+    figures = []
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(self: matplotlib.figure.Figure, *args: object, **kwargs: object) -> None:
+        figures.append(self)
+        original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matplotlib.figure.Figure, "savefig", keep)
+        bench.plot(rows, str(tmp_path / "b.png"), env)
+    (fig,) = figures
+    assert env["cpu"] in fig._suptitle.get_text() and env["sls_envelope_version"] in fig._suptitle.get_text()
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    counts = sorted({r.messages_per_call for r in rows if r.mode == "batch"})
+    assert any(f"batch of {counts[0]}-{counts[-1]} msgs" in t for t in texts), texts
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    box = legend.get_window_extent(renderer)
+    assert all(box.y1 <= ax.get_window_extent(renderer).y0 for ax in fig.axes)
+    assert all(ax.get_legend() is None for ax in fig.axes)
 
 
 # ---- large files in constant memory ----------------------------------------------------------------------
