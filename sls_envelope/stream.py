@@ -325,7 +325,8 @@ def decrypt_stream(
             if final:
                 trailing, _ = ahead.result()
                 if trailing:
-                    raise FormatError(f"data follows the final frame ({index})")
+                    raise FormatError(f"data follows the final frame (frame {index}, counting from 0): "
+                                      "the stream has trailing bytes after its end")
             pipe.write(dst, memoryview(frame)[FRAME_META_LEN:])
             plaintext += size
             consumed += 4 + length
