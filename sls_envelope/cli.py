@@ -573,7 +573,7 @@ def _input(path: str) -> Iterator[Tuple[BinaryIO, Optional[int]]]:
 @contextlib.contextmanager
 def _output(path: str, *, binary_ciphertext: bool) -> Iterator[BinaryIO]:
     """'-' is stdout (frames are released as they verify); a path is written whole or not at all."""
-    from .stream import atomic_output
+    from .atomic_output import atomic_output
 
     if path == "-":
         if binary_ciphertext and sys.stdout.isatty():
