@@ -198,3 +198,22 @@ def test_sigkill_with_named_fallback_is_swept_by_next_run(home: Path, big_input:
     small.write_bytes(b"x" * 100)
     ok(run(home, "encrypt", "proj/aes", str(small), str(out_dir / "small.sls"), env={"SLS_ENVELOPE_NAMED_TEMP": "1"}))
     assert _names(out_dir) == ["small.sls"]
+
+
+# ---- item 9: the README's command section shows byok.json and kms serve ----------------------------------------
+
+
+def test_readme_byok_json_creates_a_byok_logstore(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## The command", 1)[1].split("\n## ", 1)[0]
+    body = section.split("cat > byok.json <<'JSON'", 1)[1].split("\n", 1)[1].split("\nJSON\n", 1)[0]
+    home = tmp_path / "home"
+    key_id = ok(run(home, "kms", "create-key")).strip()
+    arn = ok(run(home, "kms", "create-role", "sls-byok")).strip()
+    account = arn.split(":")[3]
+    conf = tmp_path / "byok.json"
+    conf.write_text(body.replace("<KeyId>", key_id).replace("<account>", account))
+    ok(run(home, "logstore", "create", "shop/audit", "--encrypt-conf", f"@{conf}"))
+    shown = json.loads(ok(run(home, "--json", "logstore", "show", "shop/audit")))
+    assert key_id in json.dumps(shown)
+    assert "sls-envelope kms serve" in section and "docs/KMS.md" in section
