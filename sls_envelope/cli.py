@@ -47,8 +47,15 @@ class CommandError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors."""
 
+    #: Set by main() when --json is on the command line, so usage errors are JSON too.
+    json_errors = False
+
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+        text = f"{message} (see '{self.prog} --help')"
+        if _Parser.json_errors:
+            sys.stderr.write(json.dumps({"error": text, "code": "UsageError"}, ensure_ascii=False) + "\n")
+        else:
+            sys.stderr.write(f"{PROG}: error: {text}\n")
         sys.exit(2)
 
 
@@ -854,6 +861,7 @@ def _error_code(exc: BaseException, default: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
+    _Parser.json_errors = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     # kill, timeout and systemd send SIGTERM; a closed terminal sends SIGHUP: both clean up as Ctrl-C
     # does, then exit 128 + the signal number as a shell reports a signal death (143, 129).

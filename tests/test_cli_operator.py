@@ -217,3 +217,11 @@ def test_readme_byok_json_creates_a_byok_logstore(tmp_path: Path) -> None:
     shown = json.loads(ok(run(home, "--json", "logstore", "show", "shop/audit")))
     assert key_id in json.dumps(shown)
     assert "sls-envelope kms serve" in section and "docs/KMS.md" in section
+
+
+def test_json_usage_errors_are_json(home: Path) -> None:
+    result = run(home, "--json", "encrypt", "proj/aes")  # missing arguments: an argparse error
+    assert result.returncode == 2
+    error = json.loads(result.stderr)
+    assert error["code"] == "UsageError" and "required" in error["error"]
+    assert "sls-envelope: error:" in failed(run(home, "encrypt", "proj/aes"), 2)
