@@ -13,11 +13,12 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import stat
 import sys
 import tempfile
 import traceback
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, TextIO, Tuple
 
 from . import __version__
 from .exceptions import ConfigError, KeyInvalidError, KmsUnavailableError, SlsEnvelopeError
@@ -47,16 +48,23 @@ class CommandError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors."""
 
+    #: Set by main() when --json is on the command line, so usage errors are JSON too.
+    json_errors = False
+
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+        text = f"{message} (see '{self.prog} --help')"
+        if _Parser.json_errors:
+            sys.stderr.write(json.dumps({"error": text, "code": "UsageError"}, ensure_ascii=False) + "\n")
+        else:
+            sys.stderr.write(f"{PROG}: error: {text}\n")
         sys.exit(2)
 
 
 # ---- output ---------------------------------------------------------------------------------
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False))
+def _print_json(value: Any, *, file: Optional[TextIO] = None) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False), file=file or sys.stdout)
 
 
 def _print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[int] = ()) -> None:
@@ -691,7 +699,7 @@ def _input(path: str) -> Iterator[Tuple[BinaryIO, Optional[int]]]:
 @contextlib.contextmanager
 def _output(path: str, *, binary_ciphertext: bool) -> Iterator[BinaryIO]:
     """'-' is stdout (frames are released as they verify); a path is written whole or not at all."""
-    from .stream import atomic_output
+    from .atomic_output import atomic_output
 
     if path == "-":
         if binary_ciphertext and sys.stdout.isatty():
@@ -728,6 +736,28 @@ def _progress(args: argparse.Namespace, total: Optional[int], label: str) -> Ite
         yield bar.update
 
 
+def _refuse_same_file(args: argparse.Namespace) -> None:
+    """Input and output the same file: writing would replace what is being read (same path or same inode)."""
+    if args.input == "-" and args.output == "-":
+        same = False
+        with contextlib.suppress(OSError):
+            a, b = os.fstat(sys.stdin.fileno()), os.fstat(sys.stdout.fileno())
+            same = stat.S_ISREG(a.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    elif args.input == "-" or args.output == "-":
+        same = False
+        with contextlib.suppress(OSError):
+            a = os.fstat(sys.stdin.fileno()) if args.input == "-" else os.stat(args.input)
+            b = os.fstat(sys.stdout.fileno()) if args.output == "-" else os.stat(args.output)
+            same = stat.S_ISREG(a.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    else:
+        same = os.path.abspath(args.input) == os.path.abspath(args.output)
+        with contextlib.suppress(OSError):
+            same = same or os.path.samefile(args.input, args.output)
+    if same:
+        raise UsageError(f"input and output are the same file ({args.input!r}); "
+                         "writing would destroy the input: give another output")
+
+
 def _open_cipher(args: argparse.Namespace) -> Any:
     project, logstore = args.logstore
     manager = _home(args).open_manager()
@@ -741,6 +771,7 @@ def _open_cipher(args: argparse.Namespace) -> Any:
 def _cmd_encrypt(args: argparse.Namespace) -> int:
     from .stream import encrypt_stream
 
+    _refuse_same_file(args)
     manager, cipher = _open_cipher(args)
     try:
         with _input(args.input) as (src, size), _output(args.output, binary_ciphertext=True) as dst, \
@@ -749,8 +780,9 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
     finally:
         manager.close()
     if args.json:
+        # With the stream on stdout, the summary would follow it and corrupt it: stderr then.
         _print_json({"frames": stats.frames, "plaintext_bytes": stats.plaintext_bytes,
-                     "stream_bytes": stats.stream_bytes})
+                     "stream_bytes": stats.stream_bytes}, file=sys.stderr if args.output == "-" else sys.stdout)
     elif args.output != "-" and args.verbose:
         print(f"encrypted {stats.plaintext_bytes:,} bytes into {stats.frames} frames ({stats.stream_bytes:,} bytes)",
               file=sys.stderr)
@@ -760,6 +792,7 @@ def _cmd_encrypt(args: argparse.Namespace) -> int:
 def _cmd_decrypt(args: argparse.Namespace) -> int:
     from .stream import decrypt_stream
 
+    _refuse_same_file(args)
     manager, cipher = _open_cipher(args)
     try:
         with _input(args.input) as (src, size), _output(args.output, binary_ciphertext=False) as dst, \
@@ -767,9 +800,9 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
             stats = decrypt_stream(cipher, src, dst, progress=progress)
     finally:
         manager.close()
-    if args.json and args.output != "-":
+    if args.json:
         _print_json({"frames": stats.frames, "plaintext_bytes": stats.plaintext_bytes,
-                     "stream_bytes": stats.stream_bytes})
+                     "stream_bytes": stats.stream_bytes}, file=sys.stderr if args.output == "-" else sys.stdout)
     return 0
 
 
@@ -783,7 +816,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         try:
             import matplotlib  # noqa: F401  (fail before measuring, not after)
         except ImportError:
-            raise UsageError("--plot needs matplotlib: pip install 'sls-envelope[plot]'") from None
+            raise UsageError("--plot needs matplotlib: pip install 'sls-envelope[plot]' "
+                                 "(from a clone: pip install -e '.[plot]')") from None
     algorithms = {"aes": ("aes-256-gcm",), "sm4": ("sm4-gcm",), "both": ("aes-256-gcm", "sm4-gcm")}[args.algorithm]
     status = sys.stderr.isatty() and not args.json
 
@@ -925,14 +959,49 @@ def _one_line(exc: BaseException) -> str:
     return message
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so partial output is removed on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise _Terminated(signum)
+
+
+def _report(args: argparse.Namespace, message: str, code: str, *, internal: bool = False) -> None:
+    """One line on stderr; with --json, one JSON object there instead (stdout may carry data)."""
+    if getattr(args, "json", False):
+        sys.stderr.write(json.dumps({"error": message, "code": code}, ensure_ascii=False) + "\n")
+    else:
+        sys.stderr.write(f"{PROG}: {'internal error' if internal else 'error'}: {message}\n")
+
+
+def _error_code(exc: BaseException, default: str) -> str:
+    code = getattr(exc, "code", None)
+    return code if isinstance(exc, SlsEnvelopeError) and isinstance(code, str) and code else default
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
+    _Parser.json_errors = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    # kill, timeout and systemd send SIGTERM; a closed terminal sends SIGHUP: both clean up as Ctrl-C
+    # does, then exit 128 + the signal number as a shell reports a signal death (143, 129).
+    previous: Dict[int, Any] = {}
+    with contextlib.suppress(ValueError):  # main() called from another thread: leave signals alone
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, _on_signal)
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
+    except _Terminated as exc:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 128 + exc.signum
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours.  Point stdout at
         # devnull so the interpreter's final flush does not complain.
@@ -942,19 +1011,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as exc:
         if args.verbose:
             traceback.print_exc()
-        sys.stderr.write(f"{PROG}: error: {_one_line(exc)}\n")
+        _report(args, _one_line(exc), _error_code(exc, "UsageError"))
         return 2
     except (CommandError, SlsEnvelopeError, OSError, ValueError, ImportError) as exc:
         if args.verbose:
             traceback.print_exc()
-        sys.stderr.write(f"{PROG}: error: {_one_line(exc)}\n")
+        _report(args, _one_line(exc), _error_code(exc, type(exc).__name__))
         return 1
     except Exception as exc:  # a bug: still one line unless asked for more
         if args.verbose:
             traceback.print_exc()
-        sys.stderr.write(f"{PROG}: internal error: {type(exc).__name__}: {_one_line(exc)} "
-                         "(run with --verbose for the traceback)\n")
+        _report(args, f"{type(exc).__name__}: {_one_line(exc)} (run with --verbose for the traceback)",
+                "InternalError", internal=True)
         return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,24 +28,23 @@ lacks its final frame.
 
 Decryption authenticates each frame before it releases the frame's data; the data of a
 stream is complete only when :func:`decrypt_stream` returns.  :func:`atomic_output`
-writes to a temporary file in the target's directory and renames it into place only
-after the whole stream has verified, so a failed run leaves no output behind.
+(from :mod:`sls_envelope.atomic_output`) writes to an unnamed file in the target's
+directory where the platform allows it, and links it into place only after the whole
+stream has verified, so a failed or killed run leaves no output behind.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import hmac
-import os
 import secrets
 import struct
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO, Callable, Iterator, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, BinaryIO, Callable, Optional, Sequence, Tuple, TypeVar
 
 from .aead import Buffer
+from .atomic_output import atomic_output
 from .exceptions import FormatError, InvalidTag
 from .format import HEADER_LEN, TAG_LEN
 from .keys import LogstoreCipher
@@ -325,7 +324,8 @@ def decrypt_stream(
             if final:
                 trailing, _ = ahead.result()
                 if trailing:
-                    raise FormatError(f"data follows the final frame ({index})")
+                    raise FormatError(f"data follows the final frame (frame {index}, counting from 0): "
+                                      "the stream has trailing bytes after its end")
             pipe.write(dst, memoryview(frame)[FRAME_META_LEN:])
             plaintext += size
             consumed += 4 + length
@@ -375,31 +375,3 @@ def _write_all(dst: BinaryIO, parts: Sequence[Buffer]) -> None:
         dst.write(part)
 
 
-@contextlib.contextmanager
-def atomic_output(path: Union[str, "os.PathLike[str]"], *, durable: bool = True) -> Iterator[BinaryIO]:
-    """A file that appears at ``path`` only if the block completes.
-
-    Writes go to a temporary file (mode 0600) in the same directory, which is renamed
-    over ``path`` at the end (after fsync when ``durable``); on any exception it is
-    removed and ``path`` is left as it was."""
-    target = os.path.abspath(os.fspath(path))
-    directory, name = os.path.split(target)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            if durable:
-                os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if durable:
-        with contextlib.suppress(OSError):  # not every platform can open a directory
-            dir_fd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
