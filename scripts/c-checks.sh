@@ -9,8 +9,8 @@
 #   memcheck  a subset of the Python test suite under valgrind memcheck (the extension)
 #   fuzz      the libFuzzer harness csrc/fuzz/fuzz_batch.c over tests/fuzz/corpus_batch
 #   atheris   every tests/fuzz/fuzz_*.py harness over its tests/fuzz/corpus_* seeds
-#   arm64     the whole kernel cross-compiled for ARM64 (aarch64-linux-gnu-gcc, where only
-#             the portable paths exist) and kernel_test run under qemu-aarch64
+#   arm64     the whole kernel cross-compiled for ARM64 (aarch64-linux-gnu-gcc) and kernel_test
+#             run under qemu-aarch64 -cpu max with every ARM64 path, then with them masked
 #
 #   bash scripts/c-checks.sh                 # every stage
 #   bash scripts/c-checks.sh asan ct         # some
@@ -217,7 +217,17 @@ stage_arm64() {
     # -Werror: the x86 files must compile cleanly to their unavailable stubs there.
     aarch64-linux-gnu-gcc "${warn_flags[@]}" -Werror -O2 -static $(lib_sources) csrc/tests/kernel_test.c \
         -o "$out/kernel_test_arm64" -lpthread
-    qemu-aarch64 "$out/kernel_test_arm64" "${KERNEL_TEST_SEED:-$(date +%s)}"
+    local seed=${KERNEL_TEST_SEED:-$(date +%s)}
+    # -cpu max has AES, PMULL and SM4: every ARM64 path runs and is compared with the
+    # portable one and the vectors.  Then the features masked: only portable may run.
+    qemu-aarch64 -cpu max "$out/kernel_test_arm64" "$seed" | tee "$out/arm64_max.log"
+    grep -q "AES-GCM armv8 .*ok" "$out/arm64_max.log"
+    SLS_ENVELOPE_DISABLE=aes,pmull,sm4 qemu-aarch64 -cpu max "$out/kernel_test_arm64" "$seed" \
+        | tee "$out/arm64_masked.log"
+    if grep -q "armv8" "$out/arm64_masked.log"; then
+        echo "arm64: armv8 ran with its features masked" >&2
+        return 1
+    fi
 }
 
 for s in "${stages[@]}"; do
