@@ -193,6 +193,7 @@ extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_vpclmul256;
 extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_pclmul;
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_armv8; /* ARM64 */
 extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_pmull;
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_sm4e;
 
 /* AES-GCM: VAES + VPCLMULQDQ on zmm (AVX-512), the same on ymm for AVX2-only CPUs with
  * VAES, AES-NI + PCLMULQDQ on xmm, then the portable bitsliced code.  All but
@@ -237,6 +238,10 @@ static const sls_env_gcm_impl sm4gcm_vaes256 = {
 static const sls_env_gcm_impl sm4gcm_aesni = {
     "aesni", SLS_ENV_SM4_GCM, &sls_env_sm4_aesni, &sls_env_ghash_pclmul, NULL,
 };
+/* ARM64: SM4E eight blocks in flight, PMULL GHASH, CTR then GHASH in chunks. */
+static const sls_env_gcm_impl sm4gcm_sm4e = {
+    "sm4e", SLS_ENV_SM4_GCM, &sls_env_sm4_sm4e, &sls_env_ghash_pmull, NULL,
+};
 static const sls_env_gcm_impl sm4gcm_portable = {
     "portable", SLS_ENV_SM4_GCM, &sls_env_sm4_portable, &sls_env_ghash_portable, NULL,
 };
@@ -253,6 +258,7 @@ static const sls_env_gcm_impl *const sm4_impls[] = {
     &sm4gcm_gfni256,
     &sm4gcm_vaes256,
     &sm4gcm_aesni,
+    &sm4gcm_sm4e,
     &sm4gcm_portable,
 };
 
