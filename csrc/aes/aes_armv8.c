@@ -70,10 +70,12 @@ TARGET static inline void encrypt8(const struct sls_env_aes_armv8_state *s, uint
     unsigned r;
     for (r = 0; r + 1 < s->rounds; r++) {
         uint8x16_t k = s->rk[r];
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             b[j] = vaesmcq_u8(vaeseq_u8(b[j], k));
     }
     uint8x16_t k = s->rk[r], last = s->rk[r + 1];
+    #pragma GCC unroll 8
     for (int j = 0; j < 8; j++)
         b[j] = veorq_u8(vaeseq_u8(b[j], k), last);
 }
@@ -83,9 +85,11 @@ TARGET static void armv8_ecb(const void *state, const uint8_t *in, uint8_t *out,
     const struct sls_env_aes_armv8_state *s = state;
     for (; nblocks >= 8; nblocks -= 8, in += 128, out += 128) {
         uint8x16_t b[8];
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             b[j] = vld1q_u8(in + 16 * j);
         encrypt8(s, b);
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             vst1q_u8(out + 16 * j, b[j]);
     }
@@ -107,9 +111,11 @@ TARGET static void armv8_ctr32(const void *state, const uint8_t ctr[16], const u
     uint32_t c = sls_env_load_be32(ctr + 12);
     for (; nblocks >= 8; nblocks -= 8, in += 128, out += 128, c += 8) {
         uint8x16_t b[8];
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             b[j] = counter_block(base, c + (uint32_t)j);
         encrypt8(s, b);
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             vst1q_u8(out + 16 * j, veorq_u8(b[j], vld1q_u8(in + 16 * j)));
     }

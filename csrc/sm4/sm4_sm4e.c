@@ -56,6 +56,7 @@ TARGET static inline uint8x16_t store_block(uint32x4_t x)
 TARGET static inline uint8x16_t encrypt1(const struct sls_env_sm4_sm4e_state *s, uint8x16_t b)
 {
     uint32x4_t x = load_block(b);
+    #pragma GCC unroll 8
     for (int i = 0; i < 8; i++)
         x = vsm4eq_u32(x, s->rk[i]);
     return store_block(x);
@@ -64,13 +65,17 @@ TARGET static inline uint8x16_t encrypt1(const struct sls_env_sm4_sm4e_state *s,
 TARGET static inline void encrypt8(const struct sls_env_sm4_sm4e_state *s, uint8x16_t b[8])
 {
     uint32x4_t x[8];
+    #pragma GCC unroll 8
     for (int j = 0; j < 8; j++)
         x[j] = load_block(b[j]);
+    #pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
         uint32x4_t k = s->rk[i];
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             x[j] = vsm4eq_u32(x[j], k);
     }
+    #pragma GCC unroll 8
     for (int j = 0; j < 8; j++)
         b[j] = store_block(x[j]);
 }
@@ -80,9 +85,11 @@ TARGET static void sm4e_ecb(const void *state, const uint8_t *in, uint8_t *out, 
     const struct sls_env_sm4_sm4e_state *s = state;
     for (; nblocks >= 8; nblocks -= 8, in += 128, out += 128) {
         uint8x16_t b[8];
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             b[j] = vld1q_u8(in + 16 * j);
         encrypt8(s, b);
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             vst1q_u8(out + 16 * j, b[j]);
     }
@@ -103,9 +110,11 @@ TARGET static void sm4e_ctr32(const void *state, const uint8_t ctr[16], const ui
     uint32_t c = sls_env_load_be32(ctr + 12);
     for (; nblocks >= 8; nblocks -= 8, in += 128, out += 128, c += 8) {
         uint8x16_t b[8];
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             b[j] = counter_block(base, c + (uint32_t)j);
         encrypt8(s, b);
+        #pragma GCC unroll 8
         for (int j = 0; j < 8; j++)
             vst1q_u8(out + 16 * j, veorq_u8(b[j], vld1q_u8(in + 16 * j)));
     }
