@@ -27,7 +27,6 @@ DEFAULT = [
     "csrc/ghash/ghash_portable.c",
 ]
 FUNC = re.compile(r"^[0-9a-f]+ <(?P<name>[^>]+)>:$")
-INSN = re.compile(r"^\s*(?P<addr>[0-9a-f]+):\s+[0-9a-f]{8}\s+(?P<op>\S+)\s*(?P<args>.*)$")
 BRANCH = re.compile(r"^(b(\.\w+)?|cbn?z|tbn?z)$")
 
 
@@ -35,7 +34,9 @@ def loops(obj: Path) -> list[tuple[str, int, int]]:
     """(function, loop start address, instructions in the loop) for every backward branch."""
     out = subprocess.run(
         ["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn", str(obj)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     found: list[tuple[str, int, int]] = []
     func = ""
@@ -65,8 +66,19 @@ def main(argv: list[str]) -> int:
         for src in sources:
             obj = Path(tmp) / (Path(src).stem + ".o")
             subprocess.run(
-                ["aarch64-linux-gnu-gcc", "-std=gnu11", "-O2", "-I", str(ROOT / "csrc/include"),
-                 "-I", str(ROOT / "csrc"), "-c", str(ROOT / src), "-o", str(obj)],
+                [
+                    "aarch64-linux-gnu-gcc",
+                    "-std=gnu11",
+                    "-O2",
+                    "-I",
+                    str(ROOT / "csrc/include"),
+                    "-I",
+                    str(ROOT / "csrc"),
+                    "-c",
+                    str(ROOT / src),
+                    "-o",
+                    str(obj),
+                ],
                 check=True,
             )
             print(f"== {src}")
