@@ -212,7 +212,7 @@ stage_atheris() {
 
 stage_arm64() {
     echo "== arm64: the kernel built for ARM64 and its test run under qemu-aarch64"
-    command -v aarch64-linux-gnu-gcc >/dev/null || install_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+    command -v aarch64-linux-gnu-gcc >/dev/null || install_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross libasan8-arm64-cross
     command -v qemu-aarch64 >/dev/null || install_pkgs qemu-user
     # -Werror: the x86 files must compile cleanly to their unavailable stubs there.
     aarch64-linux-gnu-gcc "${warn_flags[@]}" -Werror -O2 -static $(lib_sources) csrc/tests/kernel_test.c \
@@ -231,10 +231,13 @@ stage_arm64() {
     fi
     # The fuzz harness for ARM64: no cross libFuzzer, so its seed corpus is replayed once
     # through every path of -cpu max with the harness's portable oracle (it aborts on a
-    # disagreement).  No ASan: the cross toolchain ships no ARM64 libasan.
-    aarch64-linux-gnu-gcc "${warn_flags[@]}" -Werror -O2 -static $(lib_sources) csrc/fuzz/fuzz_batch.c \
-        csrc/fuzz/replay_main.c -o "$out/fuzz_batch_arm64" -lpthread
-    qemu-aarch64 -cpu max "$out/fuzz_batch_arm64" tests/fuzz/corpus_batch/*
+    # disagreement), built with ASan and UBSan (Debian's libasan8-arm64-cross, run with
+    # the cross sysroot as qemu's -L).
+    aarch64-linux-gnu-gcc "${warn_flags[@]}" -Werror -O1 -g -fsanitize=address,undefined \
+        -fno-sanitize-recover=all $(lib_sources) csrc/fuzz/fuzz_batch.c csrc/fuzz/replay_main.c \
+        -o "$out/fuzz_batch_arm64_asan" -lpthread
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu \
+        "$out/fuzz_batch_arm64_asan" tests/fuzz/corpus_batch/*
 }
 
 for s in "${stages[@]}"; do
