@@ -20,6 +20,9 @@
 #if SLS_ENV_X86
 #include <cpuid.h>
 #endif
+#if SLS_ENV_ARM64
+#include <sys/auxv.h>
+#endif
 
 static const struct {
     const char *name;
@@ -40,6 +43,9 @@ static const struct {
     {"vpclmulqdq", SLS_ENV_CPU_VPCLMUL},
     {"gfni", SLS_ENV_CPU_GFNI},
     {"bmi2", SLS_ENV_CPU_BMI2},
+    {"aes", SLS_ENV_CPU_ARM_AES}, /* ARM64 */
+    {"pmull", SLS_ENV_CPU_ARM_PMULL},
+    {"sm4", SLS_ENV_CPU_ARM_SM4},
 };
 
 #if SLS_ENV_X86
@@ -86,6 +92,18 @@ static uint32_t probe_cpu(void)
     }
     /* GFNI's legacy SSE form needs no AVX; we only use its VEX/EVEX forms. */
     if (!ymm_ok) f &= ~(uint32_t)SLS_ENV_CPU_GFNI;
+    return f;
+}
+#elif SLS_ENV_ARM64
+/* The kernel reports what EL0 may use (Documentation/arch/arm64/elf_hwcaps.rst);
+ * the bit values are those of arch/arm64/include/uapi/asm/hwcap.h. */
+static uint32_t probe_cpu(void)
+{
+    unsigned long hw = getauxval(AT_HWCAP);
+    uint32_t f = 0;
+    if (hw & (1ul << 3)) f |= SLS_ENV_CPU_ARM_AES;   /* HWCAP_AES */
+    if (hw & (1ul << 4)) f |= SLS_ENV_CPU_ARM_PMULL; /* HWCAP_PMULL */
+    if (hw & (1ul << 19)) f |= SLS_ENV_CPU_ARM_SM4;  /* HWCAP_SM4 */
     return f;
 }
 #else
@@ -173,6 +191,9 @@ extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_aesni;
 extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_vpclmul512; /* csrc/ghash/ */
 extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_vpclmul256;
 extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_pclmul;
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_armv8; /* ARM64 */
+extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_pmull;
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_sm4e;
 
 /* AES-GCM: VAES + VPCLMULQDQ on zmm (AVX-512), the same on ymm for AVX2-only CPUs with
  * VAES, AES-NI + PCLMULQDQ on xmm, then the portable bitsliced code.  All but
@@ -188,6 +209,11 @@ static const sls_env_gcm_impl aesgcm_vaes256 = {
 static const sls_env_gcm_impl aesgcm_aesni = {
     "aesni", SLS_ENV_AES_GCM, &sls_env_aes_aesni, &sls_env_ghash_pclmul,
     &sls_env_aesgcm_aesni,
+};
+/* ARM64: AESE/AESMC eight blocks in flight, PMULL GHASH; gcm.c runs CTR then GHASH
+ * in chunks (no stitched routine yet). */
+static const sls_env_gcm_impl aesgcm_armv8 = {
+    "armv8", SLS_ENV_AES_GCM, &sls_env_aes_armv8, &sls_env_ghash_pmull, NULL,
 };
 static const sls_env_gcm_impl aesgcm_portable = {
     "portable", SLS_ENV_AES_GCM, &sls_env_aes_portable, &sls_env_ghash_portable, NULL,
@@ -212,6 +238,10 @@ static const sls_env_gcm_impl sm4gcm_vaes256 = {
 static const sls_env_gcm_impl sm4gcm_aesni = {
     "aesni", SLS_ENV_SM4_GCM, &sls_env_sm4_aesni, &sls_env_ghash_pclmul, NULL,
 };
+/* ARM64: SM4E eight blocks in flight, PMULL GHASH, CTR then GHASH in chunks. */
+static const sls_env_gcm_impl sm4gcm_sm4e = {
+    "sm4e", SLS_ENV_SM4_GCM, &sls_env_sm4_sm4e, &sls_env_ghash_pmull, NULL,
+};
 static const sls_env_gcm_impl sm4gcm_portable = {
     "portable", SLS_ENV_SM4_GCM, &sls_env_sm4_portable, &sls_env_ghash_portable, NULL,
 };
@@ -220,6 +250,7 @@ static const sls_env_gcm_impl *const aes_impls[] = {
     &aesgcm_vaes512,
     &aesgcm_vaes256,
     &aesgcm_aesni,
+    &aesgcm_armv8,
     &aesgcm_portable,
 };
 static const sls_env_gcm_impl *const sm4_impls[] = {
@@ -227,6 +258,7 @@ static const sls_env_gcm_impl *const sm4_impls[] = {
     &sm4gcm_gfni256,
     &sm4gcm_vaes256,
     &sm4gcm_aesni,
+    &sm4gcm_sm4e,
     &sm4gcm_portable,
 };
 

@@ -38,6 +38,12 @@
 #define SLS_ENV_X86 0
 #endif
 
+#if defined(__aarch64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define SLS_ENV_ARM64 1
+#else
+#define SLS_ENV_ARM64 0
+#endif
+
 /* Opaque per-key state sizes.  Each implementation stores its expanded key (round
  * keys, bitsliced key schedule, broadcast round keys...) in the first, and its
  * table of powers of H in the second; both are 64-byte aligned. */
@@ -60,6 +66,10 @@
 #define SLS_ENV_CPU_GFNI (1u << 12)
 #define SLS_ENV_CPU_BMI2 (1u << 13)
 #define SLS_ENV_CPU_AVX512VBMI (1u << 14)
+/* ARM64, from getauxval(AT_HWCAP) (Linux arch/arm64 uapi hwcap.h). */
+#define SLS_ENV_CPU_ARM_AES (1u << 15)
+#define SLS_ENV_CPU_ARM_PMULL (1u << 16)
+#define SLS_ENV_CPU_ARM_SM4 (1u << 17)
 
 /* Features found once (CPUID, XGETBV), less any named in SLS_ENVELOPE_DISABLE. */
 SLS_ENV_HIDDEN uint32_t sls_env_cpu(void);

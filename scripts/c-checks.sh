@@ -9,8 +9,8 @@
 #   memcheck  a subset of the Python test suite under valgrind memcheck (the extension)
 #   fuzz      the libFuzzer harness csrc/fuzz/fuzz_batch.c over tests/fuzz/corpus_batch
 #   atheris   every tests/fuzz/fuzz_*.py harness over its tests/fuzz/corpus_* seeds
-#   arm64     the whole kernel cross-compiled for ARM64 (aarch64-linux-gnu-gcc, where only
-#             the portable paths exist) and kernel_test run under qemu-aarch64
+#   arm64     the whole kernel cross-compiled for ARM64 (aarch64-linux-gnu-gcc) and kernel_test
+#             run under qemu-aarch64 -cpu max with every ARM64 path, then with them masked
 #
 #   bash scripts/c-checks.sh                 # every stage
 #   bash scripts/c-checks.sh asan ct         # some
@@ -212,12 +212,32 @@ stage_atheris() {
 
 stage_arm64() {
     echo "== arm64: the kernel built for ARM64 and its test run under qemu-aarch64"
-    command -v aarch64-linux-gnu-gcc >/dev/null || install_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+    command -v aarch64-linux-gnu-gcc >/dev/null || install_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross libasan8-arm64-cross
     command -v qemu-aarch64 >/dev/null || install_pkgs qemu-user
     # -Werror: the x86 files must compile cleanly to their unavailable stubs there.
     aarch64-linux-gnu-gcc "${warn_flags[@]}" -Werror -O2 -static $(lib_sources) csrc/tests/kernel_test.c \
         -o "$out/kernel_test_arm64" -lpthread
-    qemu-aarch64 "$out/kernel_test_arm64" "${KERNEL_TEST_SEED:-$(date +%s)}"
+    local seed=${KERNEL_TEST_SEED:-$(date +%s)}
+    # -cpu max has AES, PMULL and SM4: every ARM64 path runs and is compared with the
+    # portable one and the vectors.  Then the features masked: only portable may run.
+    qemu-aarch64 -cpu max "$out/kernel_test_arm64" "$seed" | tee "$out/arm64_max.log"
+    grep -q "AES-GCM armv8 .*ok" "$out/arm64_max.log"
+    grep -q "SM4-GCM sm4e .*ok" "$out/arm64_max.log"
+    SLS_ENVELOPE_DISABLE=aes,pmull,sm4 qemu-aarch64 -cpu max "$out/kernel_test_arm64" "$seed" \
+        | tee "$out/arm64_masked.log"
+    if grep -qE "armv8|sm4e" "$out/arm64_masked.log"; then
+        echo "arm64: an ARM64 path ran with its features masked" >&2
+        return 1
+    fi
+    # The fuzz harness for ARM64: no cross libFuzzer, so its seed corpus is replayed once
+    # through every path of -cpu max with the harness's portable oracle (it aborts on a
+    # disagreement), built with ASan and UBSan (Debian's libasan8-arm64-cross, run with
+    # the cross sysroot as qemu's -L).
+    aarch64-linux-gnu-gcc "${warn_flags[@]}" -Werror -O1 -g -fsanitize=address,undefined \
+        -fno-sanitize-recover=all $(lib_sources) csrc/fuzz/fuzz_batch.c csrc/fuzz/replay_main.c \
+        -o "$out/fuzz_batch_arm64_asan" -lpthread
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu \
+        "$out/fuzz_batch_arm64_asan" tests/fuzz/corpus_batch/*
 }
 
 for s in "${stages[@]}"; do

@@ -38,7 +38,7 @@ else
 fi
 
 # System packages the backend tests and the C checks need (Debian names).
-apt_packages=(softhsm2 valgrind clang postgresql)
+apt_packages=(softhsm2 valgrind clang postgresql gcc-aarch64-linux-gnu libc6-dev-arm64-cross libasan8-arm64-cross qemu-user)
 
 stage_deps() {
     local missing=() pkg
