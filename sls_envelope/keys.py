@@ -345,8 +345,9 @@ class KeyManager:
     on the hot path): return the same client for a region each time.  ``region_id``:
     the region of the log service itself, whose KMS makes service keys (needed only
     when ``kms`` is per region).
-    ``store``: a path (an SQLite key-record file), a :class:`~sls_envelope.keystore.KeyStore`,
-    or None (memory).  ``revalidate_after``: seconds between CMK checks of a BYOK
+    ``store``: a path (an SQLite key-record file), a ``postgresql://`` URL (a
+    :class:`~sls_envelope.keystore_postgres.PostgresKeyStore` shared by many nodes, the
+    ``postgres`` extra), a :class:`~sls_envelope.keystore.KeyStore`, or None (memory).  ``revalidate_after``: seconds between CMK checks of a BYOK
     Logstore (0 = every call).  ``service_key_id``: the service CMK to use instead of
     one the manager creates.  ``clock``: monotonic seconds (tests move it).
     """
@@ -381,6 +382,10 @@ class KeyManager:
             self._store: KeyStore = MemoryKeyStore()
         elif isinstance(store, KeyStore):
             self._store = store
+        elif isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
+            from .keystore_postgres import PostgresKeyStore
+
+            self._store = PostgresKeyStore(store)
         elif isinstance(store, (str, os.PathLike)):
             self._store = SqliteKeyStore(store)
         else:
