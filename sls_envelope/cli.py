@@ -170,6 +170,26 @@ def _home(args: argparse.Namespace) -> Home:
     return Home(args.home)
 
 
+STORE_ENV_VAR = "SLS_ENVELOPE_STORE"
+
+
+def _manager(args: argparse.Namespace) -> Any:
+    """The home's KMS with the key records of --store (or $SLS_ENVELOPE_STORE): a
+    postgresql:// URL shared by many nodes; else the home's SQLite file."""
+    from .keys import KeyManager
+
+    home = _home(args)
+    url = getattr(args, "store", None) or os.environ.get(STORE_ENV_VAR)
+    if not url:
+        return home.open_manager()
+    attempts = int(os.environ.get("SLS_ENVELOPE_STORE_ATTEMPTS", "5"))
+    from .keystore_postgres import PostgresKeyStore
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise CommandError(f"--store: expected a postgresql:// URL, got {url.split(':', 1)[0]}:...")
+    return KeyManager(home.open_kms(), PostgresKeyStore(url, attempts=attempts))
+
+
 def _kms(args: argparse.Namespace) -> LocalKms:
     return _home(args).open_kms()
 
@@ -267,7 +287,7 @@ def _cmd_logstore_create(args: argparse.Namespace) -> int:
     project, logstore = args.logstore
     conf = (_json_arg(args.encrypt_conf, "--encrypt-conf") if args.encrypt_conf is not None
             else {"enable": True, "encrypt_type": "default"})
-    manager = _home(args).open_manager()
+    manager = _manager(args)
     try:
         caller = _caller(args, manager.kms)
         manager.create_logstore(project, logstore, conf, caller=caller)
@@ -287,7 +307,7 @@ def _cmd_logstore_update(args: argparse.Namespace) -> int:
     KeyManager.update_logstore (docs/LOGSTORE.md)."""
     project, logstore = args.logstore
     conf = _json_arg(args.encrypt_conf, "--encrypt-conf")
-    manager = _home(args).open_manager()
+    manager = _manager(args)
     try:
         manager.update_logstore(project, logstore, conf)
         record = manager.describe_logstore(project, logstore)
@@ -312,7 +332,7 @@ def _add_logstore_update(logstore: Any, common: argparse.ArgumentParser) -> None
 
 def _cmd_logstore_show(args: argparse.Namespace) -> int:
     project, logstore = args.logstore
-    manager = _home(args).open_manager()
+    manager = _manager(args)
     try:
         record = _with_cmk_state(manager.kms, manager.describe_logstore(project, logstore))
     finally:
@@ -336,7 +356,7 @@ def _cmd_logstore_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_logstore_list(args: argparse.Namespace) -> int:
-    manager = _home(args).open_manager()
+    manager = _manager(args)
     try:
         records = [_with_cmk_state(manager.kms, r) for r in manager.list_logstores(args.project)]
     finally:
@@ -760,7 +780,7 @@ def _refuse_same_file(args: argparse.Namespace) -> None:
 
 def _open_cipher(args: argparse.Namespace) -> Any:
     project, logstore = args.logstore
-    manager = _home(args).open_manager()
+    manager = _manager(args)
     cipher = manager.open_logstore(project, logstore)
     if cipher is None:
         manager.close()
@@ -862,6 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     common.add_argument("--home", metavar="DIR", type=_home_dir, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("--store", metavar="URL", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     parser = _Parser(
         prog=PROG,
@@ -873,6 +894,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", metavar="DIR", type=_home_dir, default=None,
                         help=f"where the embedded KMS and the key records live (default: ${ENV_VAR}, "
                              "else a per-user data directory); created 0700 on first use")
+    parser.add_argument("--store", metavar="URL", default=None,
+                        help=f"key records in PostgreSQL (postgresql://...; default: ${STORE_ENV_VAR}, else the "
+                             "home's SQLite file), shared by every node of a fleet")
     parser.add_argument("--json", action="store_true", default=False, help="print JSON instead of tables")
     parser.add_argument("-v", "--verbose", action="store_true", default=False,
                         help="show a traceback on errors")

@@ -107,6 +107,9 @@ class _KeySource:
         )
 
 
+#: Seconds between probes of an unreachable KMS within the outage grace.
+_OUTAGE_PROBE_INTERVAL = 1.0
+
 _LIVE_CIPHERS: "weakref.WeakSet[LogstoreCipher]" = weakref.WeakSet()
 
 
@@ -135,11 +138,17 @@ class LogstoreCipher:
         revalidate_after: Optional[float],
         clock: Callable[[], float],
         data_key: Optional[bytes] = None,
+        outage_grace: float = 0.0,
     ) -> None:
         assert record.suite is not None and record.key_ref is not None
         self._record = record
         self._source = source
         self._revalidate_after = revalidate_after  # None: never (service keys)
+        # A KMS outage is not a revoked key (docs/SECURITY.md): a key verified at _verified_at
+        # keeps working while the KMS cannot be reached, until _verified_at +
+        # revalidate_after + outage_grace; never once the KMS refused it.
+        self._outage_grace = outage_grace
+        self._verified_at = -math.inf
         self._clock = clock
         self._lock = threading.Lock()
         self._codec: Optional[BatchCodec] = None
@@ -154,7 +163,8 @@ class LogstoreCipher:
         self._key_check: Optional[bytes] = record.key_check
         if data_key is not None:
             self._install(data_key)
-            self._deadline = self._next_deadline(clock())
+            self._verified_at = clock()
+            self._deadline = self._next_deadline(self._verified_at)
         _LIVE_CIPHERS.add(self)
 
     # ---- description ----------------------------------------------------------------
@@ -267,45 +277,77 @@ class LogstoreCipher:
             self._record.suite, data_key, self._record.key_ref, self._record.project, self._record.logstore
         )
 
+    def _in_grace(self, now: float) -> bool:
+        return self._outage_grace > 0 and self._codec is not None and self._revalidate_after is not None \
+            and now < self._verified_at + self._revalidate_after + self._outage_grace
+
     def _ready(self) -> BatchCodec:
-        """The codec after the check that is due (lock held while asking the KMS)."""
-        with self._lock:
-            if self._closed is not None:
-                raise KeyInvalidError(self._closed, code="LogStoreNotExist")
-            now = self._clock()
-            if now < self._deadline:
-                if self._codec is not None:
-                    return self._codec
-                if self._failure is not None:  # a refusal is remembered until the deadline
-                    raise KeyInvalidError(str(self._failure), code=self._failure.code)
+        """The codec after the check that is due (lock held while asking the KMS).
+
+        Within the outage grace, a caller that finds another already asking the KMS does not
+        wait for it: the key was verified recently and nothing has refused it since."""
+        if self._in_grace(self._clock()):
+            if not self._lock.acquire(blocking=False):
+                codec = self._codec
+                if codec is not None and self._closed is None:
+                    return codec
+                self._lock.acquire()
             try:
-                data_key = self._source.unwrap()
-            except KeyInvalidError as exc:
-                self._wipe_locked()
-                self._failure = KeyInvalidError(
-                    f"the key of Logstore {self.project}/{self.logstore} cannot be used: {exc}", code=exc.code
-                )
-                self._deadline = now + (self._revalidate_after or 0.0)
-                raise KeyInvalidError(str(self._failure), code=exc.code) from None
-            # KmsUnavailableError propagates: nothing is sealed or opened without a
-            # successful check, and the next call asks again.  So does a key that is not
-            # the one this cipher first verified (a wrong KMS answer is not a check).
-            assert self._record.key_ref is not None
-            if self._key_check is not None and not hmac.compare_digest(
-                _key_check(data_key, self._record.key_ref), self._key_check
-            ):
-                del data_key
-                raise KmsUnavailableError(
-                    f"the KMS returned a data key that is not the key of Logstore {self.project}/{self.logstore}",
-                    code="InvalidKmsResponse",
-                )
-            if self._codec is None:
-                self._install(data_key)
+                return self._ready_locked()
+            finally:
+                self._lock.release()
+        with self._lock:
+            return self._ready_locked()
+
+    def _ready_locked(self) -> BatchCodec:
+        if self._closed is not None:
+            raise KeyInvalidError(self._closed, code="LogStoreNotExist")
+        now = self._clock()
+        if now < self._deadline:
+            if self._codec is not None:
+                return self._codec
+            if self._failure is not None:  # a refusal is remembered until the deadline
+                raise KeyInvalidError(str(self._failure), code=self._failure.code)
+        try:
+            data_key = self._source.unwrap()
+        except KmsUnavailableError as exc:
+            # Only a KMS that cannot be reached is graced; an answer that made no sense
+            # (502, InvalidKmsResponse) fails closed as before.
+            if exc.http_status != 502 and self._in_grace(now) and self._codec is not None:
+                # The KMS cannot be asked: keep the verified key; probe again after a
+                # short pause (one caller at a time; the others do not wait, see _ready).
+                assert self._revalidate_after is not None
+                grace_end = self._verified_at + self._revalidate_after + self._outage_grace
+                self._deadline = min(self._clock() + _OUTAGE_PROBE_INTERVAL, grace_end)
+                return self._codec
+            raise
+        except KeyInvalidError as exc:
+            self._wipe_locked()
+            self._failure = KeyInvalidError(
+                f"the key of Logstore {self.project}/{self.logstore} cannot be used: {exc}", code=exc.code
+            )
+            self._deadline = now + (self._revalidate_after or 0.0)
+            raise KeyInvalidError(str(self._failure), code=exc.code) from None
+        # KmsUnavailableError propagates: nothing is sealed or opened without a
+        # successful check, and the next call asks again.  So does a key that is not
+        # the one this cipher first verified (a wrong KMS answer is not a check).
+        assert self._record.key_ref is not None
+        if self._key_check is not None and not hmac.compare_digest(
+            _key_check(data_key, self._record.key_ref), self._key_check
+        ):
             del data_key
-            self._failure = None
-            self._deadline = self._next_deadline(now)
-            assert self._codec is not None
-            return self._codec
+            raise KmsUnavailableError(
+                f"the KMS returned a data key that is not the key of Logstore {self.project}/{self.logstore}",
+                code="InvalidKmsResponse",
+            )
+        if self._codec is None:
+            self._install(data_key)
+        del data_key
+        self._failure = None
+        self._verified_at = now
+        self._deadline = self._next_deadline(now)
+        assert self._codec is not None
+        return self._codec
 
     def _wipe_locked(self) -> None:
         if self._codec is not None:
@@ -339,9 +381,12 @@ class KeyManager:
     on the hot path): return the same client for a region each time.  ``region_id``:
     the region of the log service itself, whose KMS makes service keys (needed only
     when ``kms`` is per region).
-    ``store``: a path (an SQLite key-record file), a :class:`~sls_envelope.keystore.KeyStore`,
-    or None (memory).  ``revalidate_after``: seconds between CMK checks of a BYOK
-    Logstore (0 = every call).  ``service_key_id``: the service CMK to use instead of
+    ``store``: a path (an SQLite key-record file), a ``postgresql://`` URL (a
+    :class:`~sls_envelope.keystore_postgres.PostgresKeyStore` shared by many nodes, the
+    ``postgres`` extra), a :class:`~sls_envelope.keystore.KeyStore`, or None (memory).  ``revalidate_after``: seconds between CMK checks of a BYOK
+    Logstore (0 = every call).  ``outage_grace`` (default: ``revalidate_after``; 0 = none):
+    how long past a due check a BYOK key verified earlier keeps working while the KMS
+    cannot be reached (never once the KMS refused it; docs/SECURITY.md).  ``service_key_id``: the service CMK to use instead of
     one the manager creates.  ``clock``: monotonic seconds (tests move it).
     """
 
@@ -352,6 +397,7 @@ class KeyManager:
         *,
         region_id: Optional[str] = None,
         revalidate_after: float = 60.0,
+        outage_grace: Optional[float] = None,
         service_key_id: Optional[str] = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -375,12 +421,20 @@ class KeyManager:
             self._store: KeyStore = MemoryKeyStore()
         elif isinstance(store, KeyStore):
             self._store = store
+        elif isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
+            from .keystore_postgres import PostgresKeyStore
+
+            self._store = PostgresKeyStore(store)
         elif isinstance(store, (str, os.PathLike)):
             self._store = SqliteKeyStore(store)
         else:
             raise TypeError("store must be None, a path or a KeyStore")
         self._kms_spec = kms
         self._revalidate_after = float(revalidate_after)
+        grace = self._revalidate_after if outage_grace is None else outage_grace
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < math.inf:
+            raise ValueError("outage_grace must be a finite number of seconds >= 0")
+        self._outage_grace = float(grace)
         self._service_key_id = service_key_id
         self._clock = clock
         self._lock = threading.RLock()
@@ -458,7 +512,7 @@ class KeyManager:
                 )
             self._add(record)
             cipher = LogstoreCipher(
-                record, source, revalidate_after=self._revalidation(record),
+                record, source, revalidate_after=self._revalidation(record), outage_grace=self._outage_grace,
                 clock=self._clock, data_key=plaintext,
             )
             del data_key, plaintext
@@ -478,7 +532,7 @@ class KeyManager:
             if not record.encrypted:
                 return None
             cipher = LogstoreCipher(
-                record, self._source(record), revalidate_after=self._revalidation(record),
+                record, self._source(record), revalidate_after=self._revalidation(record), outage_grace=self._outage_grace,
                 clock=self._clock,
             )
             self._ciphers[(project, logstore)] = cipher

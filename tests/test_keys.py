@@ -334,6 +334,8 @@ def test_deleted_cmk_is_gone_for_good() -> None:
 
 def test_kms_outage_fails_closed_without_wiping() -> None:
     world = World(revalidate_after=10)
+    # outage_grace=0: the behaviour before issue 17 (tests/test_multinode_outage.py covers the grace).
+    world.manager = KeyManager(world.kms, revalidate_after=10, outage_grace=0, clock=world.clock)
     cipher = world.manager.create_logstore("p", "l", world.byok())
     assert cipher is not None
     blob = cipher.encrypt(b"x")

@@ -61,7 +61,10 @@ class Setup:
         self.faulty = FaultyKms(self.kms, rates, seed=1, retry_policy=POLICY, only=only)
         self.store = MemoryKeyStore()
         self.clock = clock or Clock()
-        self.manager = KeyManager(self.faulty, self.store, revalidate_after=revalidate_after, clock=self.clock)
+        # outage_grace=0: these tests pin failing closed at the first failed check (the
+        # grace of issue 17 is covered by tests/test_multinode_outage.py).
+        self.manager = KeyManager(self.faulty, self.store, revalidate_after=revalidate_after, clock=self.clock,
+                                  outage_grace=0)
 
     def byok(self, encrypt_type: str = "default") -> Dict[str, Any]:
         return {"enable": True, "encrypt_type": encrypt_type,

@@ -26,7 +26,7 @@ import binascii
 import datetime
 import re
 import threading
-from typing import Any, Callable, Dict, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar, Union
 
 import hvac
 import hvac.exceptions
@@ -73,7 +73,11 @@ _MESSAGES = {
 class OpenBaoKms(KmsClient):
     """A KmsClient over an OpenBao (or Vault) transit mount.
 
-    :param url: the server, e.g. ``https://bao.example:8200``.
+    :param url: the server, e.g. ``https://bao.example:8200``, or the nodes of a raft
+        cluster (a sequence of URLs): a node that cannot be reached, is sealed or
+        answers 5xx is skipped and the next is tried, within the retry policy's bounded
+        attempts (then :class:`KmsUnavailableError`); the node that answered is kept
+        for later calls (docs/SCALE.md).
     :param token: a token whose policy grants ``update`` on
         ``<mount>/datakey/plaintext/<key>`` and ``<mount>/decrypt/<key>`` and
         ``read`` on ``<mount>/keys/<key>`` (docs/KMS.md).  Kept only inside the
@@ -88,7 +92,7 @@ class OpenBaoKms(KmsClient):
 
     def __init__(
         self,
-        url: str,
+        url: Union[str, Sequence[str]],
         *,
         token: str,
         mount: str = "transit",
@@ -101,11 +105,27 @@ class OpenBaoKms(KmsClient):
             raise ValueError("token must be a non-empty str")
         if not _MOUNT.match(mount):
             raise ValueError("mount must be a path of [A-Za-z0-9_.-] segments")
-        self._url = url
+        urls: List[str] = [url] if isinstance(url, str) else list(url)
+        if not urls or not all(isinstance(u, str) and u for u in urls):
+            raise ValueError("url must be a non-empty str or a non-empty sequence of them")
+        self._url = urls[0] if len(urls) == 1 else ",".join(urls)
         self._mount = mount
         self._retry_policy = retry_policy or RetryPolicy()
-        self._client = hvac.Client(url=url, token=token, timeout=timeout, session=session, verify=verify)
+        self._clients = [
+            hvac.Client(url=u, token=token, timeout=timeout, session=session, verify=verify) for u in urls
+        ]
+        self._current = 0  # the node that answered last
         self._lock = threading.Lock()
+
+    @property
+    def _client(self) -> hvac.Client:
+        return self._clients[self._current]
+
+    def _fail_over(self, failed: hvac.Client) -> None:
+        """The node ``failed`` did not answer: the next call goes to the next node."""
+        with self._lock:
+            if len(self._clients) > 1 and self._clients[self._current] is failed:
+                self._current = (self._current + 1) % len(self._clients)
 
     def __repr__(self) -> str:
         return f"OpenBaoKms(url={self._url!r}, mount={self._mount!r})"
@@ -176,7 +196,8 @@ class OpenBaoKms(KmsClient):
 
     def close(self) -> None:
         with self._lock:
-            self._client.adapter.close()
+            for client in self._clients:
+                client.adapter.close()
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -185,11 +206,15 @@ class OpenBaoKms(KmsClient):
 
     def _call(self, what: str, operation: Callable[[], T], *, key_name: str) -> T:
         def attempt() -> T:
+            client = self._client
             try:
                 return operation()
+            except TransientKmsError:
+                raise
             except KeyInvalidError:
                 raise
             except hvac.exceptions.RateLimitExceeded:
+                # Throttling is the cluster's answer, not a dead node: stay on it.
                 raise TransientKmsError(f"{what}: throttled", code="Throttling") from None
             except (
                 hvac.exceptions.InternalServerError,
@@ -198,10 +223,13 @@ class OpenBaoKms(KmsClient):
                 hvac.exceptions.VaultNotInitialized,
                 hvac.exceptions.PreconditionFailed,
             ):
+                self._fail_over(client)  # sealed, standby without an active node, 5xx
                 raise TransientKmsError(f"{what}: server unavailable", code="ServiceUnavailable") from None
             except requests.exceptions.Timeout:
+                self._fail_over(client)
                 raise TransientKmsError(f"{what}: timed out", code="Timeout") from None
             except requests.exceptions.ConnectionError:
+                self._fail_over(client)
                 raise TransientKmsError(f"{what}: connection failed", code="ServiceUnavailable") from None
             except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
                 raise _key_invalid("Forbidden.NoPermission", key_name) from None

@@ -1,0 +1,226 @@
+"""Logstore key records in PostgreSQL, shared by every node of a fleet.
+
+Needs the ``postgres`` extra (psycopg 3 and psycopg_pool).  The primary key
+(project, logstore) is what makes "exactly one key per Logstore" hold across nodes:
+``add`` is one ``INSERT ... ON CONFLICT DO NOTHING`` and the node whose row went in
+is the one that created the Logstore.  Every write is one transaction, so a Logstore is
+never half-made.  A lost connection is retried a bounded number of times (the pool
+gives a fresh connection), then :class:`KeyStoreUnavailableError`.
+
+The schema is versioned (table ``sls_envelope_schema``) and created or migrated by
+the library under an advisory lock, so nodes starting together do not race.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
+
+from .exceptions import SlsEnvelopeError
+from .keystore import KeyRecord, KeyStore
+
+__all__ = ["PostgresKeyStore", "KeyStoreUnavailableError", "SCHEMA_VERSION"]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+# Any constant unique to this library: the advisory lock that serialises migrations.
+_MIGRATION_LOCK = 0x534C5345  # "SLSE"
+
+# Version n's statements take the schema from n-1 to n.
+_MIGRATIONS = {
+    1: [
+        """CREATE TABLE IF NOT EXISTS sls_envelope_logstore_keys (
+            project TEXT NOT NULL,
+            logstore TEXT NOT NULL,
+            conf TEXT NOT NULL,
+            key_ref BYTEA,
+            suite TEXT,
+            key_type TEXT,
+            cmk_key_id TEXT,
+            ciphertext_blob BYTEA,
+            created_at DOUBLE PRECISION NOT NULL,
+            key_check BYTEA,
+            PRIMARY KEY (project, logstore))""",
+        "CREATE TABLE IF NOT EXISTS sls_envelope_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ],
+}
+_COLUMNS = "project, logstore, conf, key_ref, suite, key_type, cmk_key_id, ciphertext_blob, created_at, key_check"
+
+
+class KeyStoreUnavailableError(SlsEnvelopeError):
+    """The key-record store could not be reached after bounded retries (503)."""
+
+    default_code = "KeyStoreUnavailable"
+    default_status = 503
+
+    def __init__(self, message: str, *, code: str = "KeyStoreUnavailable", http_status: Optional[int] = None) -> None:
+        super().__init__(message, code=code, http_status=http_status)
+
+    @classmethod
+    def _status_of(cls, code: str) -> int:
+        return cls.default_status
+
+
+def _redact(url: str) -> str:
+    """The URL without its password (it must never reach a repr, log or error)."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(url)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing at all
+        return "<postgresql>"
+    shown = {k: v for k, v in params.items() if k in ("host", "port", "dbname", "user")}
+    return "postgresql://" + " ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+
+
+class PostgresKeyStore(KeyStore):
+    """Records in PostgreSQL at ``url`` (a libpq URL or conninfo string).
+
+    ``attempts``: tries of each operation when the connection fails (bounded; the sleeps
+    between them grow from ``backoff`` seconds); ``connect_timeout``: seconds per
+    connection attempt; ``pool_size``: connections kept by this node."""
+
+    def __init__(
+        self, url: str, *, attempts: int = 5, backoff: float = 0.2, connect_timeout: float = 3.0,
+        pool_size: int = 4,
+    ) -> None:
+        try:
+            import psycopg
+            import psycopg_pool
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ImportError("PostgresKeyStore needs the 'postgres' extra: pip install 'sls-envelope[postgres]'") from exc
+        if attempts < 1:
+            raise ValueError("attempts must be >= 1")
+        self._psycopg = psycopg
+        self._shown = _redact(url)
+        self._attempts = attempts
+        self._backoff = backoff
+        self._pool = psycopg_pool.ConnectionPool(
+            url, min_size=0, max_size=pool_size, open=True, timeout=connect_timeout * 2,
+            kwargs={"connect_timeout": max(1, int(connect_timeout)), "autocommit": False},
+            check=psycopg_pool.ConnectionPool.check_connection,
+        )
+        try:
+            self._run(self._migrate)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<PostgresKeyStore {self._shown}>"
+
+    # ---- plumbing ---------------------------------------------------------------------
+
+    def _run(self, work: Callable[[Any], T]) -> T:
+        """work(connection) in one transaction, retried on connection loss."""
+        psycopg = self._psycopg
+        import psycopg_pool
+
+        last: Optional[BaseException] = None
+        for attempt in range(self._attempts):
+            if attempt:
+                time.sleep(self._backoff * (2 ** (attempt - 1)))
+            try:
+                with self._pool.connection() as conn:
+                    with conn.transaction():
+                        return work(conn)
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+                # Connection refused or lost (server restart, failover): the transaction
+                # did not commit, or committed and its retry finds the row (add is
+                # idempotent by its primary key; see add).
+                last = exc
+                continue
+        raise KeyStoreUnavailableError(
+            f"the key store {self._shown} could not be reached after {self._attempts} attempts: "
+            f"{type(last).__name__}: {str(last).splitlines()[0] if last and str(last) else ''}"
+        ) from None
+
+    @staticmethod
+    def _migrate(conn: Any) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS sls_envelope_schema (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM sls_envelope_schema").fetchone()
+        current = row[0] or 0
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the key store's schema is version {current}, newer than this library's {SCHEMA_VERSION}"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO sls_envelope_schema (version) VALUES (%s)", (version,))
+
+    @staticmethod
+    def _from_row(row: Tuple[Any, ...]) -> KeyRecord:
+        return KeyRecord(
+            project=row[0], logstore=row[1], conf=row[2],
+            key_ref=None if row[3] is None else bytes(row[3]),
+            suite=row[4], key_type=row[5], cmk_key_id=row[6],
+            ciphertext_blob=None if row[7] is None else bytes(row[7]),
+            created_at=float(row[8]),
+            key_check=None if row[9] is None else bytes(row[9]),
+        )
+
+    # ---- KeyStore -----------------------------------------------------------------------
+
+    def get(self, project: str, logstore: str) -> Optional[KeyRecord]:
+        row = self._run(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM sls_envelope_logstore_keys WHERE project = %s AND logstore = %s",
+            (project, logstore)).fetchone())
+        return None if row is None else self._from_row(row)
+
+    def records(self, project: Optional[str] = None) -> List[KeyRecord]:
+        where, args = ("", ()) if project is None else (" WHERE project = %s", (project,))
+        rows = self._run(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM sls_envelope_logstore_keys{where} ORDER BY project, logstore",
+            args).fetchall())
+        return [self._from_row(row) for row in rows]
+
+    def add(self, record: KeyRecord) -> bool:
+        values = (
+            record.project, record.logstore, record.conf, record.key_ref, record.suite, record.key_type,
+            record.cmk_key_id, record.ciphertext_blob, record.created_at, record.key_check,
+        )
+
+        def insert(conn: Any) -> bool:
+            cur = conn.execute(
+                f"INSERT INTO sls_envelope_logstore_keys ({_COLUMNS}) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (project, logstore) DO NOTHING", values)
+            if cur.rowcount == 1:
+                return True
+            # A retry after a commit whose answer was lost finds our own row: the same
+            # random key_ref means it is ours, so the add did happen.
+            row = conn.execute(
+                "SELECT key_ref, created_at, conf FROM sls_envelope_logstore_keys WHERE project = %s AND logstore = %s",
+                (record.project, record.logstore)).fetchone()
+            return row is not None and record.key_ref is not None and row[0] is not None \
+                and bytes(row[0]) == record.key_ref
+
+        return self._run(insert)
+
+    def remove(self, project: str, logstore: str) -> bool:
+        return bool(self._run(lambda c: c.execute(
+            "DELETE FROM sls_envelope_logstore_keys WHERE project = %s AND logstore = %s",
+            (project, logstore)).rowcount == 1))
+
+    def replace_conf(self, project: str, logstore: str, old: str, new: str) -> bool:
+        return bool(self._run(lambda c: c.execute(
+            "UPDATE sls_envelope_logstore_keys SET conf = %s WHERE project = %s AND logstore = %s AND conf = %s",
+            (new, project, logstore, old)).rowcount == 1))
+
+    def get_setting(self, name: str) -> Optional[str]:
+        row = self._run(lambda c: c.execute(
+            "SELECT value FROM sls_envelope_settings WHERE name = %s", (name,)).fetchone())
+        return None if row is None else str(row[0])
+
+    def set_setting_default(self, name: str, value: str) -> str:
+        def put(conn: Any) -> str:
+            conn.execute("INSERT INTO sls_envelope_settings (name, value) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                         (name, value))
+            return str(conn.execute("SELECT value FROM sls_envelope_settings WHERE name = %s", (name,)).fetchone()[0])
+
+        return self._run(put)
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,137 @@
+"""Many nodes sharing one PostgreSQL key store (tests/cluster.py starts the server once
+per session): exactly one key per Logstore across nodes, and a store that goes away."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from sls_envelope import KeyManager
+from sls_envelope.exceptions import ConfigError
+from sls_envelope.kms import LocalKms
+from tests.cluster import PostgresServer, postgres  # noqa: F401 - the session fixture
+
+NODES = 4
+CONF = {"enable": True, "encrypt_type": "default"}
+
+
+def _node_create(args: Tuple[str, str, str, str, Any]) -> Tuple[str, List[bytes]]:
+    """One node: its own KeyManager; races the others to create the Logstore, then seals."""
+    url, kms_dir, project, name, barrier = args
+    manager = KeyManager(LocalKms(kms_dir), url)
+    barrier.wait(timeout=30)
+    try:
+        cipher = manager.create_logstore(project, name, CONF)
+        outcome = "created"
+    except ConfigError as exc:
+        outcome = exc.code
+        cipher = manager.open_logstore(project, name)
+    assert cipher is not None
+    blobs = [cipher.encrypt(f"{os.getpid()}-{i}".encode()) for i in range(5)]
+    manager.close()
+    return outcome, blobs
+
+
+def _node_read(args: Tuple[str, str, str, str, List[bytes]]) -> List[bytes]:
+    url, kms_dir, project, name, blobs = args
+    manager = KeyManager(LocalKms(kms_dir), url)
+    cipher = manager.open_logstore(project, name)
+    assert cipher is not None
+    out = [cipher.decrypt(b) for b in blobs]
+    manager.close()
+    return out
+
+
+def test_four_nodes_race_to_create_one_logstore(postgres: PostgresServer, tmp_path: Any) -> None:
+    kms_dir = str(tmp_path / "kms")
+    LocalKms(kms_dir)  # made once, shared by every node through its directory
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Manager() as shared, ctx.Pool(NODES) as pool:
+        barrier = shared.Barrier(NODES)
+        results = pool.map(_node_create, [(postgres.url, kms_dir, "race", "shared", barrier)] * NODES)
+        outcomes = sorted(o for o, _ in results)
+        assert outcomes == ["LogStoreAlreadyExist"] * (NODES - 1) + ["created"]
+        every_blob = [b for _, blobs in results for b in blobs]
+        assert len(set(every_blob)) == len(every_blob)
+        read = pool.map(_node_read, [(postgres.url, kms_dir, "race", "shared", every_blob)] * NODES)
+    for plain in read:  # every node opens every other node's batches
+        assert plain == read[0]
+        assert len(plain) == NODES * 5
+    manager = KeyManager(LocalKms(kms_dir), postgres.url)
+    records = [r for r in manager._store.records("race")]  # noqa: SLF001 - the store is what is checked
+    assert [(r.project, r.logstore) for r in records] == [("race", "shared")]
+    manager.close()
+
+
+def test_postgres_restart_mid_run(postgres: PostgresServer, tmp_path: Any) -> None:
+    from sls_envelope.keystore_postgres import KeyStoreUnavailableError, PostgresKeyStore
+
+    store = PostgresKeyStore(postgres.url, attempts=8, backoff=0.2)
+    kms = LocalKms()
+    # The store's settings are shared by the session: name this KMS's own service CMK.
+    manager = KeyManager(kms, store, service_key_id=kms.create_key())
+    made: List[str] = []
+    failed: List[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            name = f"ls{i}"
+            i += 1
+            try:
+                manager.create_logstore("restart", name, CONF)
+                made.append(name)
+            except KeyStoreUnavailableError:
+                failed.append(name)
+            except BaseException as exc:  # noqa: BLE001 - reported by the test, not lost in a thread
+                failed.append(f"{name}: {exc!r}")
+                return
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(made) < 5 and time.monotonic() < deadline:
+            threading.Event().wait(0.02)
+        postgres.restart(down_for=0.3)
+        before = len(made)
+        while len(made) < before + 5 and t.is_alive() and time.monotonic() < deadline + 20:
+            threading.Event().wait(0.02)
+    finally:
+        stop.set()
+        t.join(30)
+    assert not failed, f"bounded retries should ride out a short restart: {failed}"
+    assert len(made) >= 10
+    # Nothing half-made: every record is whole and opens.
+    records = {r.logstore: r for r in store.records("restart")}
+    assert set(records) == set(made)
+    for r in records.values():
+        assert r.key_ref and r.ciphertext_blob and r.key_check
+        assert manager.open_logstore("restart", r.logstore) is not None
+    manager.close()
+
+
+def test_store_down_is_a_clear_error_at_api_and_cli(postgres: PostgresServer, tmp_path: Any) -> None:
+    from sls_envelope.keystore_postgres import KeyStoreUnavailableError, PostgresKeyStore
+
+    url = f"postgresql://sls:secret-pw@127.0.0.1:{postgres.port + 1 if postgres.port < 65535 else 1}/postgres"
+    with pytest.raises(KeyStoreUnavailableError) as info:
+        PostgresKeyStore(url, attempts=2, backoff=0.05, connect_timeout=1)
+    assert info.value.code == "KeyStoreUnavailable" and "secret-pw" not in str(info.value)
+    assert "2 attempts" in str(info.value)
+    env: Dict[str, str] = dict(os.environ, SLS_ENVELOPE_STORE=url, SLS_ENVELOPE_STORE_ATTEMPTS="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "sls_envelope", "logstore", "create", "p/l", "--home", str(tmp_path / "h")],
+        check=False, capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert done.returncode != 0
+    assert "could not be reached" in done.stderr and "secret-pw" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
