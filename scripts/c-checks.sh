@@ -87,7 +87,7 @@ stage_ct() {
     mkdir -p "$out/ct"
     for f in $(lib_sources); do
         o=$out/ct/$(echo "$f" | tr / _).o
-        if [ "$f" = csrc/gcm.c ]; then
+        if [ "$f" = csrc/gcm/gcm.c ]; then
             gcc "${flags[@]}" -Dsls_env_ct_equal=sls_env_ct_equal_declassified -c "$f" -o "$o"
         else
             gcc "${flags[@]}" -c "$f" -o "$o"
