@@ -10,10 +10,10 @@ say when it must be on offer.
 from typing import Dict, FrozenSet, List, Tuple
 
 import pytest
+from sls_envelope._native import ffi, lib
 
 import sls_envelope
 from sls_envelope import AESGCM, SM4GCM
-from sls_envelope._native import ffi, lib
 
 # Fastest first, with the CPU features (names as sls_env_cpu_features() prints them)
 # whose presence means the implementation must be available.
