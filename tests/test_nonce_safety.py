@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM as RefAESGCM
 
 from sls_envelope import AESGCM, KeyManager, LogstoreCipher
 from sls_envelope import format as fmt
+from sls_envelope.session_codec import BatchCodec
 from sls_envelope.kms import LocalKms
 
 THREADS = 4
@@ -114,7 +115,7 @@ def test_threads_across_session_rollovers_never_repeat_a_nonce() -> None:
     """A codec with tiny session limits changes session every few dozen batches, while
     four threads race to reserve counters: the changeover must not hand out a counter
     twice or reuse a session."""
-    codec = fmt.BatchCodec("aes-256-gcm", os.urandom(32), os.urandom(16), "proj", "store",
+    codec = BatchCodec("aes-256-gcm", os.urandom(32), os.urandom(16), "proj", "store",
                            max_batches=37, max_bytes=5_000)
     written = _run_threads([
         _writer(codec.seal, codec.seal_many, f"t{k}", 2_000, 10 + k) for k in range(THREADS)
