@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p build
-sources=$(find csrc -name '*.c' -not -path 'csrc/tests/*' -not -path 'csrc/fuzz/*' | sort)
+sources=$(find csrc -name '*.c' -not -path 'csrc/tests/*' | sort)
 # shellcheck disable=SC2086
 ${CC:-gcc} -O3 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Icsrc/include -Icsrc \
     benches/c_bench.c $sources -lpthread -o build/c_bench

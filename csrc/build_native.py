@@ -15,7 +15,7 @@ import sys
 from cffi import FFI
 
 HERE = pathlib.Path(__file__).resolve().parent
-EXCLUDED_DIRS = {"tests", "fuzz"}
+EXCLUDED_DIRS = {"tests"}
 
 
 def _sources() -> list[str]:

@@ -7,7 +7,7 @@
 #             (ctgrind), failing on any secret-dependent branch or memory index, plus its
 #             negative control, which must be flagged
 #   memcheck  a subset of the Python test suite under valgrind memcheck (the extension)
-#   fuzz      the libFuzzer harness csrc/fuzz/fuzz_batch.c over tests/fuzz/corpus_batch
+#   fuzz      the libFuzzer harness tests/fuzz/fuzz_batch.c over tests/fuzz/corpus_batch
 #   atheris   every tests/fuzz/fuzz_*.py harness over its tests/fuzz/corpus_* seeds
 #   arm64     the whole kernel cross-compiled for ARM64 (aarch64-linux-gnu-gcc) and kernel_test
 #             run under qemu-aarch64 -cpu max with every ARM64 path, then with them masked
@@ -65,7 +65,7 @@ rt_pkg=libclang-rt-$clang_major-dev
 dpkg-query -W -f='${Status}' "$rt_pkg" 2>/dev/null | grep -q "install ok installed" || install_pkgs "$rt_pkg"
 
 lib_sources() {
-    find csrc -name '*.c' -not -path 'csrc/tests/*' -not -path 'csrc/fuzz/*' | sort
+    find csrc -name '*.c' -not -path 'csrc/tests/*' | sort
 }
 warn_flags=(-std=gnu11 -Wall -Wextra -Wno-unused-parameter -Icsrc/include -Icsrc)
 
@@ -87,7 +87,7 @@ stage_ct() {
     mkdir -p "$out/ct"
     for f in $(lib_sources); do
         o=$out/ct/$(echo "$f" | tr / _).o
-        if [ "$f" = csrc/gcm.c ]; then
+        if [ "$f" = csrc/gcm/gcm.c ]; then
             gcc "${flags[@]}" -Dsls_env_ct_equal=sls_env_ct_equal_declassified -c "$f" -o "$o"
         else
             gcc "${flags[@]}" -c "$f" -o "$o"
@@ -169,7 +169,7 @@ stage_memcheck() {
 stage_fuzz() {
     echo "fuzz: libFuzzer on the C batch and record API (${fuzz_seconds}s)"
     clang "${warn_flags[@]}" -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-        $(lib_sources) csrc/fuzz/fuzz_batch.c -o "$out/fuzz_batch" -lpthread
+        $(lib_sources) tests/fuzz/fuzz_batch.c -o "$out/fuzz_batch" -lpthread
     # Work on a copy: the committed seeds stay as they are.
     rm -rf "$out/corpus_batch" && cp -r tests/fuzz/corpus_batch "$out/corpus_batch"
     rm -rf "$out/fuzz_artifacts" && mkdir -p "$out/fuzz_artifacts"
@@ -234,7 +234,7 @@ stage_arm64() {
     # disagreement), built with ASan and UBSan (Debian's libasan8-arm64-cross, run with
     # the cross sysroot as qemu's -L).
     aarch64-linux-gnu-gcc "${warn_flags[@]}" -Werror -O1 -g -fsanitize=address,undefined \
-        -fno-sanitize-recover=all $(lib_sources) csrc/fuzz/fuzz_batch.c csrc/fuzz/replay_main.c \
+        -fno-sanitize-recover=all $(lib_sources) tests/fuzz/fuzz_batch.c tests/fuzz/replay_main.c \
         -o "$out/fuzz_batch_arm64_asan" -lpthread
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu \
         "$out/fuzz_batch_arm64_asan" tests/fuzz/corpus_batch/*

@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from .aead import Buffer
 from .conf import SUITE_NAMES, EncryptConf, enable_only
 from .exceptions import ConfigError, EncryptionDisabledError, KeyInvalidError, KmsUnavailableError
-from .format import BatchCodec
+from .session_codec import BatchCodec
 from .keystore import KeyRecord, KeyStore, MemoryKeyStore, SqliteKeyStore
 from .kms.base import KmsClient
 from .kms.ram import Caller

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM as RefAESGCM
 
 from sls_envelope import AESGCM, KeyManager, LogstoreCipher
 from sls_envelope import format as fmt
+from sls_envelope.session_codec import BatchCodec
 from sls_envelope.kms import LocalKms
 
 THREADS = 4
@@ -114,7 +115,7 @@ def test_threads_across_session_rollovers_never_repeat_a_nonce() -> None:
     """A codec with tiny session limits changes session every few dozen batches, while
     four threads race to reserve counters: the changeover must not hand out a counter
     twice or reuse a session."""
-    codec = fmt.BatchCodec("aes-256-gcm", os.urandom(32), os.urandom(16), "proj", "store",
+    codec = BatchCodec("aes-256-gcm", os.urandom(32), os.urandom(16), "proj", "store",
                            max_batches=37, max_bytes=5_000)
     written = _run_threads([
         _writer(codec.seal, codec.seal_many, f"t{k}", 2_000, 10 + k) for k in range(THREADS)
@@ -289,4 +290,68 @@ def test_inspect_reports_what_the_format_says() -> None:
     assert info["counter"] == int.from_bytes(blob[fmt.NONCE_OFFSET + 4:fmt.NONCE_OFFSET + 12], "big")
     second = fmt.inspect(cipher.encrypt(b"again"))
     assert second["session"] == info["session"] and second["counter"] == info["counter"] + 1
+    manager.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_libc_fork_then_batch_and_single_seals_never_repeat_a_nonce() -> None:
+    """Issue 18 item 8: after a libc fork() (no Python at-fork hook), encrypt_many takes
+    the batch path, which only the codec's fork-generation check protects; with that
+    check removed the child reused the parent's session and counters.  Both sides seal
+    batches and single records after the fork."""
+    manager, cipher = _cipher()
+    before = cipher.encrypt_many([b"parent before %d" % i for i in range(10)])
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def child_work() -> List[bytes]:
+        return (cipher.encrypt_many([b"child many %d" % i for i in range(50)])
+                + [cipher.encrypt(b"child one %d" % i) for i in range(20)]
+                + cipher.encrypt_many([b"child many again %d" % i for i in range(50)]))
+
+    child_blobs = _in_child(lambda: int(libc.fork()), child_work)
+    parent_after = (cipher.encrypt_many([b"parent many %d" % i for i in range(50)])
+                    + [cipher.encrypt(b"parent one %d" % i) for i in range(20)]
+                    + cipher.encrypt_many([b"parent many again %d" % i for i in range(50)]))
+    parent_sessions = {fmt.inspect(b)["session"] for b in before + parent_after}
+    assert parent_sessions.isdisjoint({fmt.inspect(b)["session"] for b in child_blobs})
+    _assert_unique(_pairs(before + child_blobs + parent_after))
+    assert cipher.decrypt_many(child_blobs[:1]) == [b"child many 0"]
+    manager.close()
+
+
+def test_nonce_counters_run_0_1_2_without_gap_or_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18 item 9: skipping one counter in 10,000 seals escaped the volume tests.
+    A spy on the records path (_GcmAead._seal_record / _seal_records) logs every counter
+    each session hands out; per session they must be exactly 0, 1, 2, ..."""
+    from sls_envelope.aead import _GcmAead
+
+    handed: Dict[bytes, List[int]] = {}
+    real_one, real_many = _GcmAead._seal_record, _GcmAead._seal_records
+
+    def one(self: _GcmAead, header: bytes, nonce_offset: int, prefix: bytes, counter: int,
+            message: bytes, fork_gen: int) -> bytes:
+        handed.setdefault(prefix, []).append(counter)
+        return real_one(self, header, nonce_offset, prefix, counter, message, fork_gen)
+
+    def many(self: _GcmAead, header: bytes, nonce_offset: int, prefix: bytes, counter0: int,
+             messages: Sequence[bytes]) -> List[bytes]:
+        handed.setdefault(prefix, []).extend(range(counter0, counter0 + len(messages)))
+        return real_many(self, header, nonce_offset, prefix, counter0, messages)
+
+    monkeypatch.setattr(_GcmAead, "_seal_record", one)
+    monkeypatch.setattr(_GcmAead, "_seal_records", many)
+    manager, cipher = _cipher()
+    blobs: List[bytes] = []
+    rng = random.Random(18)
+    for i in range(3_000):
+        if rng.random() < 0.7:
+            blobs.append(cipher.encrypt(b"one %d" % i))
+        else:
+            blobs += cipher.encrypt_many([b"many %d" % i] * rng.randint(1, 40))
+    assert handed
+    for prefix, counters in handed.items():
+        assert counters == list(range(len(counters))), f"session {prefix.hex()}: gap or repeat"
+    # What the spy saw is what the records carry.
+    seen = sorted((bytes.fromhex(fmt.inspect(b)["nonce"])[:4], fmt.inspect(b)["counter"]) for b in blobs)
+    assert seen == sorted((p, c) for p, cs in handed.items() for c in cs)
     manager.close()

@@ -14,7 +14,7 @@
  * tag comparison (the caller learns it anyway).
  *
  * That one declassification inside the library is done without a hook in the
- * library's code: scripts/c-checks.sh compiles csrc/gcm.c with
+ * library's code: scripts/c-checks.sh compiles csrc/gcm/gcm.c with
  * -Dsls_env_ct_equal=sls_env_ct_equal_declassified, so gcm.c's call goes to the
  * wrapper below, which runs the real comparison (itself checked, with both inputs
  * secret) and marks only its 0/1 result as public.

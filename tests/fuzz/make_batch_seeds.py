@@ -1,4 +1,4 @@
-"""Write the seed corpus of the C batch fuzzer (csrc/fuzz/fuzz_batch.c) to tests/fuzz/corpus_batch/.
+"""Write the seed corpus of the C batch fuzzer (tests/fuzz/fuzz_batch.c) to tests/fuzz/corpus_batch/.
 
 Each seed follows the harness's input layout: a selector byte (bit 0: SM4, bits 1-2: AES key
 size, bits 3+: implementation index), the key, the operation (0 decrypt_many, 1 open_record,

@@ -15,7 +15,8 @@ from typing import Any, Dict, List
 
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from sls_envelope.format import SUITES, _seal_with, session_info, suite_by_name
+from sls_envelope.format import SUITES, session_info, suite_by_name
+from sls_envelope.session_codec import _seal_with
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

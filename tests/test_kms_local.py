@@ -588,3 +588,17 @@ def test_command_line_names_the_bad_state_file_in_one_line(tmp_path: Any) -> Non
     assert done.returncode == 1 and done.stderr.count("\n") == 1
     assert str(path) in done.stderr and "account_id must be a string" in done.stderr
     assert "internal error" not in done.stderr and path.read_bytes() == before
+
+
+def test_kms_contract() -> None:
+    """The shared KMS contract (tests/kms_contract.py), as the other backends run it."""
+    from sls_envelope.kms import LocalKms as _LocalKms
+
+    from .kms_contract import assert_context_bound, assert_tamper_rejected, round_trip
+
+    local = _LocalKms()
+    key_id = local.create_key("contract")
+    data_key = round_trip(local, key_id)
+    assert data_key.key_id == key_id
+    assert_context_bound(local, data_key)
+    assert_tamper_rejected(local, data_key)

@@ -1,0 +1,58 @@
+"""The default implementation is the fastest the CPU has (issue 18 item 11).
+
+The shape test in test_aead_api.py compares the default with the table it comes from, so
+a reordered table in csrc/dispatch.c (e.g. ``aesni`` before ``vaes512``, 2.2x slower at
+64 KiB) passed it.  Here the order is pinned independently of that table, and each
+implementation's CPU needs (read from the ``supported()`` of its cipher and GHASH parts)
+say when it must be on offer.
+"""
+
+from typing import Dict, FrozenSet, List, Tuple
+
+import pytest
+from sls_envelope._native import ffi, lib
+
+import sls_envelope
+from sls_envelope import AESGCM, SM4GCM
+
+# Fastest first, with the CPU features (names as sls_env_cpu_features() prints them)
+# whose presence means the implementation must be available.
+_PINNED: Dict[str, List[Tuple[str, FrozenSet[str]]]] = {
+    "aes-gcm": [
+        ("vaes512", frozenset({"avx512f", "avx512bw", "avx512vl", "vaes", "aesni", "vpclmulqdq", "pclmul"})),
+        ("vaes256", frozenset({"avx2", "vaes", "aesni", "vpclmulqdq", "pclmul"})),
+        ("aesni", frozenset({"aesni", "ssse3", "sse4.1", "pclmul"})),
+        ("portable", frozenset()),
+    ],
+    "sm4-gcm": [
+        ("gfni", frozenset({"avx512f", "avx512bw", "avx512vl", "gfni", "vpclmulqdq", "pclmul"})),
+        ("gfni256", frozenset({"avx", "avx2", "ssse3", "gfni", "vpclmulqdq", "pclmul"})),
+        ("vaes256", frozenset({"avx", "avx2", "aesni", "ssse3", "vaes", "vpclmulqdq", "pclmul"})),
+        ("aesni", frozenset({"avx", "avx2", "aesni", "ssse3", "pclmul"})),
+        ("portable", frozenset()),
+    ],
+}
+
+
+def _features() -> FrozenSet[str]:
+    return frozenset(filter(None, ffi.string(lib.sls_env_cpu_features()).decode().split(",")))
+
+
+@pytest.mark.parametrize("label", sorted(_PINNED))
+def test_available_follow_the_pinned_order(label: str) -> None:
+    pinned = [name for name, _ in _PINNED[label]]
+    available = sls_envelope.available_implementations()[label]
+    assert set(available) <= set(pinned), f"{label}: an implementation not pinned here: {available}"
+    assert available == [name for name in pinned if name in available]
+
+
+@pytest.mark.parametrize("label", sorted(_PINNED))
+def test_default_is_the_fastest_the_cpu_has(label: str) -> None:
+    features = _features()
+    expected = next(name for name, needs in _PINNED[label] if needs <= features)
+    assert expected in sls_envelope.available_implementations()[label]
+    forced = sls_envelope.aead._FORCED.get(label)
+    if forced is not None:
+        pytest.skip(f"SLS_ENVELOPE_IMPL forces {forced}")
+    cls = AESGCM if label == "aes-gcm" else SM4GCM
+    assert cls(bytes(16)).implementation == expected
