@@ -5,11 +5,18 @@
 # constraints.txt with the result:
 #
 #   bash scripts/update-pins.sh && bash scripts/test.sh
+#
+# With --keep, the pins already in constraints.txt stay as they are and only what is not
+# pinned yet (a dependency added since) is resolved and pinned.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 unset PIP_CONSTRAINT
+if [ "${1:-}" = --keep ]; then
+    cp constraints.txt "$tmp/keep.txt"
+    export PIP_CONSTRAINT=$tmp/keep.txt
+fi
 python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/python" -m pip install -q --upgrade pip setuptools wheel
 "$tmp/venv/bin/python" -m pip install -q ".[test,all,fuzz]"
