@@ -80,50 +80,11 @@ TARGET static inline void encrypt8(const struct sls_env_sm4_sm4e_state *s, uint8
         b[j] = store_block(x[j]);
 }
 
-TARGET static void sm4e_ecb(const void *state, const uint8_t *in, uint8_t *out, size_t nblocks)
-{
-    const struct sls_env_sm4_sm4e_state *s = state;
-    for (; nblocks >= 8; nblocks -= 8, in += 128, out += 128) {
-        uint8x16_t b[8];
-        #pragma GCC unroll 8
-        for (int j = 0; j < 8; j++)
-            b[j] = vld1q_u8(in + 16 * j);
-        encrypt8(s, b);
-        #pragma GCC unroll 8
-        for (int j = 0; j < 8; j++)
-            vst1q_u8(out + 16 * j, b[j]);
-    }
-    for (; nblocks; nblocks--, in += 16, out += 16)
-        vst1q_u8(out, encrypt1(s, vld1q_u8(in)));
-}
-
-TARGET static inline uint8x16_t counter_block(uint32x4_t base, uint32_t c)
-{
-    return vreinterpretq_u8_u32(vsetq_lane_u32(__builtin_bswap32(c), base, 3));
-}
-
-TARGET static void sm4e_ctr32(const void *state, const uint8_t ctr[16], const uint8_t *in,
-                              uint8_t *out, size_t nblocks)
-{
-    const struct sls_env_sm4_sm4e_state *s = state;
-    uint32x4_t base = vreinterpretq_u32_u8(vld1q_u8(ctr));
-    uint32_t c = sls_env_load_be32(ctr + 12);
-    for (; nblocks >= 8; nblocks -= 8, in += 128, out += 128, c += 8) {
-        uint8x16_t b[8];
-        #pragma GCC unroll 8
-        for (int j = 0; j < 8; j++)
-            b[j] = counter_block(base, c + (uint32_t)j);
-        encrypt8(s, b);
-        #pragma GCC unroll 8
-        for (int j = 0; j < 8; j++)
-            vst1q_u8(out + 16 * j, veorq_u8(b[j], vld1q_u8(in + 16 * j)));
-    }
-    for (; nblocks; nblocks--, in += 16, out += 16, c++)
-        vst1q_u8(out, veorq_u8(encrypt1(s, counter_block(base, c)), vld1q_u8(in)));
-}
+#define BLOCK_STATE struct sls_env_sm4_sm4e_state
+#include "common/arm64_block_modes.h"
 
 SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_sm4e = {
-    "sm4e", sm4e_supported, sm4e_init, sm4e_ecb, sm4e_ctr32,
+    "sm4e", sm4e_supported, sm4e_init, block_ecb, block_ctr32,
 };
 
 #else /* !SLS_ENV_ARM64 */
