@@ -602,13 +602,27 @@ def _register_kms_users(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_kms_service_credential)
 
 
+def _add_server_flags(p: argparse.ArgumentParser, port: int, port_help: str, env: str, id_help: str) -> None:
+    """The flags `kms serve` and `serve` share: where to listen and the account's AccessKey."""
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=port, help=port_help)
+    p.add_argument("--access-key-id", default=os.environ.get(f"{env}_ID"), help=f"{id_help} (or {env}_ID)")
+    p.add_argument("--access-key-secret", help=f"its secret (or {env}_SECRET)")
+
+
+def _server_secret(args: argparse.Namespace, command: str, env: str) -> str:
+    """The AccessKey secret from the flag or the environment (which keeps it out of ps)."""
+    secret = args.access_key_secret or os.environ.get(f"{env}_SECRET")
+    if not args.access_key_id or not secret:
+        raise CommandError(f"{command} needs --access-key-id and --access-key-secret "
+                           f"(or {env}_SECRET, which keeps the secret out of ps)")
+    return str(secret)
+
+
 def _cmd_kms_serve(args: argparse.Namespace) -> int:
     from .kms.server import KMS_VERSION, STS_VERSION, KmsHttpServer, serve
 
-    secret = args.access_key_secret or os.environ.get("SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET")
-    if not args.access_key_id or not secret:
-        raise CommandError("kms serve needs --access-key-id and --access-key-secret "
-                           "(or SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET, which keeps the secret out of ps)")
+    secret = _server_secret(args, "kms serve", "SLS_ENVELOPE_KMS_ACCESS_KEY")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     kms = _kms(args)
@@ -628,11 +642,8 @@ def _cmd_kms_serve(args: argparse.Namespace) -> int:
 def _register_kms_serve(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", parents=[common],
                        help="serve the LocalKms over HTTP as Alibaba Cloud KMS 2016-01-20 and STS 2015-04-01")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port (default: any free port, printed)")
-    p.add_argument("--access-key-id", default=os.environ.get("SLS_ENVELOPE_KMS_ACCESS_KEY_ID"),
-                   help="the account root's AccessKey id (or SLS_ENVELOPE_KMS_ACCESS_KEY_ID)")
-    p.add_argument("--access-key-secret", help="its secret (or SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET)")
+    _add_server_flags(p, 0, "port (default: any free port, printed)", "SLS_ENVELOPE_KMS_ACCESS_KEY",
+                      "the account root's AccessKey id")
     p.add_argument("--region-id", default="cn-hangzhou")
     p.set_defaults(handler=_cmd_kms_serve)
 
@@ -644,10 +655,7 @@ def _register_kms_serve(sub: Any, common: argparse.ArgumentParser) -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .sls.server import serve
 
-    secret = args.access_key_secret or os.environ.get("SLS_ENVELOPE_ACCESS_KEY_SECRET")
-    if not args.access_key_id or not secret:
-        raise CommandError("serve needs --access-key-id and --access-key-secret "
-                           "(or SLS_ENVELOPE_ACCESS_KEY_SECRET, which keeps the secret out of ps)")
+    secret = _server_secret(args, "serve", "SLS_ENVELOPE_ACCESS_KEY")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     def announce(server: Any) -> None:
@@ -672,13 +680,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _register_serve(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", parents=[common],
                        help="an SLS endpoint (the SDK's LogClient) whose Logstores are encrypted at rest")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=80,
-                   help="port (default 80: the SLS SDKs send the project in Host only to a port-less IP endpoint)")
-    p.add_argument("--access-key-id", default=os.environ.get("SLS_ENVELOPE_ACCESS_KEY_ID"),
-                   help="the account's AccessKey id (or SLS_ENVELOPE_ACCESS_KEY_ID); RAM users' keys "
-                        "made by 'kms create-access-key' are accepted too")
-    p.add_argument("--access-key-secret", help="its secret (or SLS_ENVELOPE_ACCESS_KEY_SECRET)")
+    _add_server_flags(p, 80, "port (default 80: the SLS SDKs send the project in Host only to a port-less "
+                             "IP endpoint)", "SLS_ENVELOPE_ACCESS_KEY",
+                      "the account's AccessKey id (RAM users' keys made by 'kms create-access-key' are "
+                      "accepted too)")
     p.add_argument("--kms", metavar="URL", help="use the KMS at URL (e.g. 'kms serve' elsewhere) instead of the "
                                                 "home's; the log service's AccessKey there in "
                                                 "SLS_ENVELOPE_KMS_ACCESS_KEY_ID/SECRET")
