@@ -215,15 +215,13 @@ static void crypt_partial_block(const sls_env_aead *ctx, const uint8_t *nonce, s
     sls_env_wipe(last, sizeof last);
 }
 
-/* Seal one message: out = C || T, C of len bytes. */
-static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
-                 const uint8_t *in, size_t len, uint8_t *out)
+/* One message through the generic (not stitched) path, either way (SP 800-38D 7.1, 7.2).
+ * GHASH runs over the ciphertext: the output when sealing, the input when opening, so the
+ * short path hashes it after the keystream when sealing and before when opening (in place,
+ * the input is overwritten).  tag receives T when sealing, the expected T when opening. */
+static void crypt_msg(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
+                      const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16], int sealing)
 {
-    const sls_env_gcm_bulk *bulk = ctx->impl->bulk;
-    if (bulk && bulk->seal_msg) {
-        bulk->seal_msg(ctx->cipher_state, ctx->ghash_state, nonce, aad, aad_len, in, out, len, out + len);
-        return;
-    }
     uint8_t y[16] = {0}, ek_j0[16];
     int short_path = is_short(ctx, len);
     /* E(K, J0) first: it does not depend on the GHASH chain, so the CPU overlaps them. */
@@ -233,20 +231,34 @@ static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *a
 
     if (short_path) {
         uint8_t buf[16 * (SHORT_BLOCKS + 1)];
+        if (!sealing)
+            ghash_padded(ctx, y, in, len);
         short_keystream(ctx, nonce, in, len, buf);
         memcpy(out, buf + 16, len);
-        ctx->impl->ghash->update(ctx->ghash_state, y, buf + 16, (len + 15) / 16);
+        if (sealing)
+            ctx->impl->ghash->update(ctx->ghash_state, y, buf + 16, (len + 15) / 16);
         memcpy(ek_j0, buf, 16);
         sls_env_wipe(buf, 16 * (1 + (len + 15) / 16));
     } else {
         size_t whole = len / 16, rem = len % 16;
-        crypt_blocks(ctx, nonce, in, out, whole, y, 1);
+        crypt_blocks(ctx, nonce, in, out, whole, y, sealing);
         if (rem)
-            crypt_partial_block(ctx, nonce, whole, in + whole * 16, out + whole * 16, rem, y, 1);
+            crypt_partial_block(ctx, nonce, whole, in + whole * 16, out + whole * 16, rem, y, sealing);
     }
-    finish_tag(ctx, y, ek_j0, aad_len, len, out + len);
+    finish_tag(ctx, y, ek_j0, aad_len, len, tag);
     sls_env_wipe(ek_j0, sizeof ek_j0);
     sls_env_wipe(y, sizeof y);
+}
+
+/* Seal one message: out = C || T, C of len bytes. */
+static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
+                 const uint8_t *in, size_t len, uint8_t *out)
+{
+    const sls_env_gcm_bulk *bulk = ctx->impl->bulk;
+    if (bulk && bulk->seal_msg)
+        bulk->seal_msg(ctx->cipher_state, ctx->ghash_state, nonce, aad, aad_len, in, out, len, out + len);
+    else
+        crypt_msg(ctx, nonce, aad, aad_len, in, len, out, out + len, 1);
 }
 
 /* Decrypt len bytes of ciphertext and compute the tag they should carry. */
@@ -255,32 +267,10 @@ static void open_and_expect(const sls_env_aead *ctx, const uint8_t *nonce, const
                             uint8_t expected[16])
 {
     const sls_env_gcm_bulk *bulk = ctx->impl->bulk;
-    if (bulk && bulk->open_msg) {
+    if (bulk && bulk->open_msg)
         bulk->open_msg(ctx->cipher_state, ctx->ghash_state, nonce, aad, aad_len, in, out, len, expected);
-        return;
-    }
-    uint8_t y[16] = {0}, ek_j0[16];
-    int short_path = is_short(ctx, len);
-    if (!short_path)
-        encrypt_j0(ctx, nonce, ek_j0);
-    ghash_padded(ctx, y, aad, aad_len);
-
-    if (short_path) {
-        uint8_t buf[16 * (SHORT_BLOCKS + 1)];
-        ghash_padded(ctx, y, in, len);
-        short_keystream(ctx, nonce, in, len, buf);
-        memcpy(out, buf + 16, len);
-        memcpy(ek_j0, buf, 16);
-        sls_env_wipe(buf, 16 * (1 + (len + 15) / 16));
-    } else {
-        size_t whole = len / 16, rem = len % 16;
-        crypt_blocks(ctx, nonce, in, out, whole, y, 0);
-        if (rem)
-            crypt_partial_block(ctx, nonce, whole, in + whole * 16, out + whole * 16, rem, y, 0);
-    }
-    finish_tag(ctx, y, ek_j0, aad_len, len, expected);
-    sls_env_wipe(y, sizeof y);
-    sls_env_wipe(ek_j0, sizeof ek_j0);
+    else
+        crypt_msg(ctx, nonce, aad, aad_len, in, len, out, expected, 0);
 }
 
 /* Open one message of len bytes of ciphertext followed by its tag. */
