@@ -26,6 +26,8 @@ from .exceptions import (
     FormatError,
     InvalidTag,
     KeyInvalidError,
+    KeyStoreError,
+    KeyStoreUnavailableError,
     KmsUnavailableError,
     SlsEnvelopeError,
 )
@@ -51,4 +53,6 @@ __all__ = [
     "KeyInvalidError",
     "KmsUnavailableError",
     "EncryptionDisabledError",
+    "KeyStoreError",
+    "KeyStoreUnavailableError",
 ]

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, NoReturn, Opti
 from . import __version__
 from .exceptions import ConfigError, KeyInvalidError, KmsUnavailableError, SlsEnvelopeError
 from .home import ENV_VAR, Home
-from .names import check_logstore_name, check_project_name
+from .names import SLS_MIN_NAME, check_logstore_name, check_project_name
 from .kms.local import (
     BYOK_ROLE_POLICIES,
     LocalKms,
@@ -94,16 +94,21 @@ def _rate(bytes_per_second: float) -> str:
 # ---- arguments --------------------------------------------------------------------------------
 
 
-def _logstore_ref(text: str) -> Tuple[str, str]:
+def _logstore_ref(text: str, min_length: int = 1) -> Tuple[str, str]:
     project, sep, logstore = text.partition("/")
     if not sep or not project or not logstore:
         raise argparse.ArgumentTypeError(f"expected PROJECT/LOGSTORE, got {text!r}")
     # SLS's naming rules (names.py): neither name holds "/" or a control character, so
     # PROJECT/LOGSTORE is unambiguous and nothing raw reaches the terminal.
     try:
-        return check_project_name(project), check_logstore_name(logstore)
+        return check_project_name(project, min_length), check_logstore_name(logstore, min_length)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _new_logstore_ref(text: str) -> Tuple[str, str]:
+    """A Logstore to create: SLS's minimum length too (names made before it stay reachable)."""
+    return _logstore_ref(text, SLS_MIN_NAME)
 
 
 def _home_dir(text: str) -> str:
@@ -923,7 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="logstore_command", metavar="COMMAND", parser_class=_Parser)
     logstore.required = True
     p = logstore.add_parser("create", parents=[common], help="create a Logstore with an encrypt_conf")
-    p.add_argument("logstore", type=_logstore_ref, metavar="PROJECT/LOGSTORE")
+    p.add_argument("logstore", type=_new_logstore_ref, metavar="PROJECT/LOGSTORE")
     p.add_argument("--encrypt-conf", metavar="JSON|@FILE",
                    help='the encrypt_conf (default {"enable": true, "encrypt_type": "default"}: AES-256-GCM '
                         'with a service key; add user_cmk_info for BYOK)')

@@ -33,6 +33,8 @@ __all__ = [
     "KeyInvalidError",
     "KmsUnavailableError",
     "EncryptionDisabledError",
+    "KeyStoreError",
+    "KeyStoreUnavailableError",
     "SLS_ERROR_STATUS",
     "KMS_ERROR_STATUS",
     "LOGSTORE_INFO_INVALID",
@@ -244,3 +246,22 @@ class EncryptionDisabledError(SlsEnvelopeError):
 
     default_code = "EncryptionDisabled"
     default_status = 409
+
+
+class KeyStoreError(SlsEnvelopeError):
+    """The key-record store cannot be used: a corrupt file, one locked too long, a
+    read-only home asked to write.  One line naming the file; code InternalServerError."""
+
+
+class KeyStoreUnavailableError(SlsEnvelopeError):
+    """The key-record store could not be reached after bounded retries (503)."""
+
+    default_code = "KeyStoreUnavailable"
+    default_status = 503
+
+    def __init__(self, message: str, *, code: str = "KeyStoreUnavailable", http_status: Optional[int] = None) -> None:
+        super().__init__(message, code=code, http_status=http_status)
+
+    @classmethod
+    def _status_of(cls, code: str) -> int:
+        return cls.default_status

@@ -19,7 +19,7 @@ import threading
 import urllib.parse
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from .exceptions import SlsEnvelopeError
+from .exceptions import KeyStoreError, SlsEnvelopeError  # noqa: F401  (KeyStoreError: its home was here)
 
 __all__ = ["KeyRecord", "KeyStore", "KeyStoreError", "MemoryKeyStore", "SqliteKeyStore"]
 
@@ -45,11 +45,6 @@ class KeyRecord:
     @property
     def encrypted(self) -> bool:
         return self.key_ref is not None
-
-
-class KeyStoreError(SlsEnvelopeError):
-    """The key-record store cannot be used: a corrupt file, one locked too long, a
-    read-only home asked to write.  One line naming the file; code InternalServerError."""
 
 
 class KeyStore(abc.ABC):

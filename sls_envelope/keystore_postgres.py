@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
-from .exceptions import SlsEnvelopeError
+from .exceptions import KeyStoreUnavailableError, SlsEnvelopeError  # noqa: F401  (its home was here)
 from .keystore import KeyRecord, KeyStore
 
 __all__ = ["PostgresKeyStore", "KeyStoreUnavailableError", "SCHEMA_VERSION"]
@@ -46,20 +46,6 @@ _MIGRATIONS = {
     ],
 }
 _COLUMNS = "project, logstore, conf, key_ref, suite, key_type, cmk_key_id, ciphertext_blob, created_at, key_check"
-
-
-class KeyStoreUnavailableError(SlsEnvelopeError):
-    """The key-record store could not be reached after bounded retries (503)."""
-
-    default_code = "KeyStoreUnavailable"
-    default_status = 503
-
-    def __init__(self, message: str, *, code: str = "KeyStoreUnavailable", http_status: Optional[int] = None) -> None:
-        super().__init__(message, code=code, http_status=http_status)
-
-    @classmethod
-    def _status_of(cls, code: str) -> int:
-        return cls.default_status
 
 
 def _redact(url: str) -> str:

@@ -205,12 +205,12 @@ def test_logstore_show_and_list(world: Dict[str, Any]) -> None:
 
 def test_logstore_create_variants(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    assert "not encrypted" in ok(run(home, "logstore", "create", "p/plain", "--encrypt-conf", '{"enable": false}'))
-    created = js(run(home, "logstore", "create", "p/legacy", "--json",
+    assert "not encrypted" in ok(run(home, "logstore", "create", "prj/plain", "--encrypt-conf", '{"enable": false}'))
+    created = js(run(home, "logstore", "create", "prj/legacy", "--json",
                      "--encrypt-conf", '{"enable": true, "encrypt_type": "m4"}'))
     assert created["suite"] == "sm4-gcm" and created["encrypt_conf"]["encrypt_type"] == "m4"  # echoed as sent
     (tmp_path / "in.bin").write_bytes(b"data")
-    assert "not encrypted" in failed(run(home, "encrypt", "p/plain", str(tmp_path / "in.bin"),
+    assert "not encrypted" in failed(run(home, "encrypt", "prj/plain", str(tmp_path / "in.bin"),
                                          str(tmp_path / "out.bin")))
     no_leftovers(tmp_path, ["home", "in.bin"])
 
@@ -219,21 +219,21 @@ def test_logstore_bad_input(world: Dict[str, Any], tmp_path: Path) -> None:
     home = world["home"]
     assert "already exists" in failed(run(home, "logstore", "create", "proj/aes"))
     assert "does not exist" in failed(run(home, "logstore", "show", "proj/nope"))
-    assert "not valid JSON" in failed(run(home, "logstore", "create", "proj/x", "--encrypt-conf", '{"enable": tru'), 2)
+    assert "not valid JSON" in failed(run(home, "logstore", "create", "proj/xyz", "--encrypt-conf", '{"enable": tru'), 2)
     bad = tmp_path / "bad.json"
     bad.write_text("{,}")
-    assert "bad.json" in failed(run(home, "logstore", "create", "proj/x", "--encrypt-conf", f"@{bad}"), 2)
-    assert "cannot read" in failed(run(home, "logstore", "create", "proj/x", "--encrypt-conf",
+    assert "bad.json" in failed(run(home, "logstore", "create", "proj/xyz", "--encrypt-conf", f"@{bad}"), 2)
+    assert "cannot read" in failed(run(home, "logstore", "create", "proj/xyz", "--encrypt-conf",
                                        f"@{tmp_path / 'missing.json'}"), 2)
-    assert "unknown field" in failed(run(home, "logstore", "create", "proj/x", "--encrypt-conf",
+    assert "unknown field" in failed(run(home, "logstore", "create", "proj/xyz", "--encrypt-conf",
                                          '{"enable": true, "encrypt_type": "default", "colour": 1}'))
-    assert "unauthenticated" in failed(run(home, "logstore", "create", "proj/x", "--encrypt-conf",
+    assert "unauthenticated" in failed(run(home, "logstore", "create", "proj/xyz", "--encrypt-conf",
                                            '{"enable": true, "encrypt_type": "aes_ecb"}'))
     byok_missing_role = json.dumps({"enable": True, "encrypt_type": "default", "user_cmk_info": {
         "cmk_key_id": world["cmk"], "arn": "acs:ram::1000000000000000:role/nobody", "region_id": "cn-hangzhou"}})
-    assert "EntityNotExist.Role" in failed(run(home, "logstore", "create", "proj/x", "--encrypt-conf",
+    assert "EntityNotExist.Role" in failed(run(home, "logstore", "create", "proj/xyz", "--encrypt-conf",
                                                byok_missing_role))
-    assert "proj/x" not in ok(run(home, "logstore", "list"))
+    assert "proj/xyz" not in ok(run(home, "logstore", "list"))
 
 
 # ---- encrypt and decrypt --------------------------------------------------------------------------------
@@ -393,24 +393,24 @@ def test_disabled_cmk_refuses_byok_only(tmp_path: Path) -> None:
     home = tmp_path / "home"
     cmk = ok(run(home, "kms", "create-key")).strip()
     arn = ok(run(home, "kms", "create-role", "role")).strip()
-    ok(run(home, "logstore", "create", "p/byok", "--encrypt-conf", json.dumps({
+    ok(run(home, "logstore", "create", "prj/byok", "--encrypt-conf", json.dumps({
         "enable": True, "encrypt_type": "default",
         "user_cmk_info": {"cmk_key_id": cmk, "arn": arn, "region_id": "cn-hangzhou"}})))
-    ok(run(home, "logstore", "create", "p/service"))
+    ok(run(home, "logstore", "create", "prj/service"))
     work = tmp_path / "work"
     work.mkdir()
     data = os.urandom(3 * CHUNK)
-    byok_sealed = cli_seal(home, "p/byok", data, work, "byok")
+    byok_sealed = cli_seal(home, "prj/byok", data, work, "byok")
     ok(run(home, "kms", "disable-key", cmk))
-    assert "Rejected.Disabled" in failed(run(home, "decrypt", "p/byok", str(byok_sealed), str(work / "out")))
-    assert "Rejected.Disabled" in failed(run(home, "encrypt", "p/byok", str(work / "byok.in"), str(work / "out")))
+    assert "Rejected.Disabled" in failed(run(home, "decrypt", "prj/byok", str(byok_sealed), str(work / "out")))
+    assert "Rejected.Disabled" in failed(run(home, "encrypt", "prj/byok", str(work / "byok.in"), str(work / "out")))
     no_leftovers(work, ["byok.in", "byok.slss"])
-    service_sealed = cli_seal(home, "p/service", data, work, "service")  # goes on
-    ok(run(home, "decrypt", "p/service", str(service_sealed), str(work / "service.out")))
+    service_sealed = cli_seal(home, "prj/service", data, work, "service")  # goes on
+    ok(run(home, "decrypt", "prj/service", str(service_sealed), str(work / "service.out")))
     ok(run(home, "kms", "schedule-key-deletion", cmk))
-    assert "Rejected.PendingDeletion" in failed(run(home, "decrypt", "p/byok", str(byok_sealed), str(work / "out")))
+    assert "Rejected.PendingDeletion" in failed(run(home, "decrypt", "prj/byok", str(byok_sealed), str(work / "out")))
     ok(run(home, "kms", "cancel-key-deletion", cmk))
-    ok(run(home, "decrypt", "p/byok", str(byok_sealed), str(work / "out")))
+    ok(run(home, "decrypt", "prj/byok", str(byok_sealed), str(work / "out")))
     assert (work / "out").read_bytes() == data
 
 
@@ -593,14 +593,14 @@ def _sha256(path: Path) -> str:
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="peak RSS is read from Linux's /proc")
 def test_256_mib_file_in_constant_memory(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    ok(run(home, "logstore", "create", "p/big"))
+    ok(run(home, "logstore", "create", "prj/big"))
     src = tmp_path / "big.bin"
     block = os.urandom(1 << 20)
     with open(src, "wb") as handle:
         for i in range(256):
             handle.write(block[i:] + block[:i])  # 256 distinct MiB
-    enc_s, enc_rss = _run_measured(home, "encrypt", "p/big", str(src), str(tmp_path / "big.slss"))
-    dec_s, dec_rss = _run_measured(home, "decrypt", "p/big", str(tmp_path / "big.slss"), str(tmp_path / "big.out"))
+    enc_s, enc_rss = _run_measured(home, "encrypt", "prj/big", str(src), str(tmp_path / "big.slss"))
+    dec_s, dec_rss = _run_measured(home, "decrypt", "prj/big", str(tmp_path / "big.slss"), str(tmp_path / "big.out"))
     assert _sha256(tmp_path / "big.out") == _sha256(src)
     print(f"256 MiB: encrypt {enc_s:.2f} s, peak RSS {enc_rss / 2**20:.1f} MiB; "
           f"decrypt {dec_s:.2f} s, peak RSS {dec_rss / 2**20:.1f} MiB")

@@ -129,7 +129,7 @@ def test_store_down_is_a_clear_error_at_api_and_cli(postgres: PostgresServer, tm
     assert "2 attempts" in str(info.value)
     env: Dict[str, str] = dict(os.environ, SLS_ENVELOPE_STORE=url, SLS_ENVELOPE_STORE_ATTEMPTS="1")
     done = subprocess.run(
-        [sys.executable, "-m", "sls_envelope", "logstore", "create", "p/l", "--home", str(tmp_path / "h")],
+        [sys.executable, "-m", "sls_envelope", "logstore", "create", "prj/log", "--home", str(tmp_path / "h")],
         check=False, capture_output=True, text=True, env=env, timeout=60,
     )
     assert done.returncode != 0

@@ -89,6 +89,18 @@ def test_cli_refuses_bad_names_in_one_line_without_raw_control_characters(tmp_pa
     assert not os.path.exists(tmp_path / "keys.sqlite")
 
 
+def test_cli_creates_only_names_of_sls_length_but_reaches_shorter_ones(tmp_path: Any, capsys: Any) -> None:
+    """SLS names are 3 to 63 characters: the command line creates no shorter one, while a
+    record made through the library (which accepts 1) stays reachable."""
+    for ref in ("ab/store", "proj/ab"):
+        code, out, err = _run(capsys, "--home", str(tmp_path), "logstore", "create", ref)
+        assert code == 2 and "3 to 63 characters" in err
+    code, out, err = _run(capsys, "--home", str(tmp_path), "logstore", "create", "abc/def")
+    assert code == 0, err
+    code, out, err = _run(capsys, "--home", str(tmp_path), "logstore", "show", "p/l")
+    assert code != 2 and "does not exist" in err
+
+
 def test_empty_home_is_refused(tmp_path: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     for argv in (["--home", "", "logstore", "list"], ["logstore", "list", "--home", ""]):

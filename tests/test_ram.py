@@ -215,15 +215,15 @@ def test_command_line_users_and_pass_role(tmp_path: Path) -> None:
     access = _cli(home, "kms", "create-access-key", "frank", "--json")
     assert json.loads(access.stdout)["AccessKeyId"].startswith("LTAI")
     conf = json.dumps(_byok_conf(key, arn))
-    refused = _cli(home, "logstore", "create", "p/s1", "--encrypt-conf", conf, "--as-user", "frank")
+    refused = _cli(home, "logstore", "create", "prj/s01", "--encrypt-conf", conf, "--as-user", "frank")
     assert refused.returncode == 1 and "[Unauthorized]" in refused.stderr and "ram:PassRole" in refused.stderr
     assert refused.stderr.count("\n") == 1
     document = json.dumps(_policy({"Effect": "Allow", "Action": "ram:PassRole", "Resource": "acs:ram::*"}))
     assert _cli(home, "kms", "create-policy", "pass", "--document", document).returncode == 0
     assert _cli(home, "kms", "attach-user-policy", "frank", "pass").returncode == 0
-    done = _cli(home, "logstore", "create", "p/s1", "--encrypt-conf", conf, "--as-user", "frank")
+    done = _cli(home, "logstore", "create", "prj/s01", "--encrypt-conf", conf, "--as-user", "frank")
     assert done.returncode == 0, done.stderr
-    unknown = _cli(home, "logstore", "create", "p/s2", "--encrypt-conf", conf, "--as-user", "nobody")
+    unknown = _cli(home, "logstore", "create", "prj/s02", "--encrypt-conf", conf, "--as-user", "nobody")
     assert unknown.returncode == 1 and "EntityNotExist.User" in unknown.stderr
     service = json.loads(_cli(home, "kms", "service-credential", "--json").stdout)
     assert json.loads(_cli(home, "kms", "service-credential", "--json").stdout) == service

@@ -210,6 +210,10 @@ def test_bad_requests_are_4xx(endpoint: Endpoint) -> None:
         (lambda: endpoint.client().create_logstore(PROJECT, "badconf", encrypt_conf={"enable": True}),
          "LogStoreInfoInvalid"),
         (lambda: endpoint.client().pull_logs(PROJECT, "torn", 0, "bm90LWEtbnVtYmVy", 10), "InvalidCursor"),
+        # SLS's naming rules (names.py): 3 to 63 characters, no upper case.
+        (lambda: endpoint.client().create_logstore(PROJECT, "ab"), "LogStoreInfoInvalid"),
+        (lambda: endpoint.client().create_logstore(PROJECT, "x" * 64), "LogStoreInfoInvalid"),
+        (lambda: endpoint.client().create_logstore(PROJECT, "Upper"), "LogStoreInfoInvalid"),
     ]
     for call, code in cases:
         with pytest.raises(LogException) as info:

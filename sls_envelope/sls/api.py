@@ -9,7 +9,6 @@ import binascii
 import itertools
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Mapping
@@ -18,13 +17,13 @@ from typing import Any
 from ..exceptions import SlsEnvelopeError
 from ..keys import KeyManager
 from ..kms.ram import Caller
+from ..names import SLS_MIN_NAME, is_logstore_name, is_project_name
 from . import wire
 from .store import Shard
 
 __all__ = ["ApiError", "Response", "SlsApi"]
 
 Response = tuple[int, dict[str, str], bytes]
-_NAME = re.compile(r"\A[a-z0-9][a-z0-9_-]{1,126}[a-z0-9]\Z")
 
 
 class ApiError(SlsEnvelopeError):
@@ -63,12 +62,12 @@ class SlsApi:
     def _pdir(self, project: str) -> str:
         # Names become path components: only SLS's name alphabet ever reaches the disk
         # (no "..", "/" or NUL from the Host header or the URL).
-        if not _NAME.match(project):
+        if not is_project_name(project):
             raise ApiError(f"The Project does not exist : {project}", "ProjectNotExist", 404)
         return os.path.join(self.root, project)
 
     def _meta_path(self, project: str, logstore: str) -> str:
-        if not _NAME.match(logstore):
+        if not is_logstore_name(logstore):
             raise ApiError(f"logstore {logstore} does not exist", "LogStoreNotExist", 404)
         return os.path.join(self._pdir(project), logstore, "logstore.json")
 
@@ -158,7 +157,7 @@ class SlsApi:
     # ---- projects and Logstores ----------------------------------------------------------
     def create_project(self, body: dict[str, Any]) -> Response:
         name = body.get("projectName")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not is_project_name(name, SLS_MIN_NAME):
             raise ApiError(f"project name {name!r} is not valid", "ProjectNameInvalid", 400)
         try:
             os.mkdir(self._pdir(name), 0o700)
@@ -176,7 +175,7 @@ class SlsApi:
     def create_logstore(self, project: str, body: dict[str, Any], caller: Caller | None = None) -> Response:
         self._project(project)
         name = body.get("logstoreName")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not is_logstore_name(name, SLS_MIN_NAME):
             raise ApiError(f"logstore name {name!r} is not valid", "LogStoreInfoInvalid", 400)
         shards = body.get("shardCount", 2)
         if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= 256:
