@@ -33,7 +33,7 @@ import threading
 import time
 from http import HTTPStatus
 from types import FrameType
-from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +346,21 @@ class HttpServer:
         """Accept connections until stop() (or shutdown()) is called from another thread."""
         self._serving = True
         self._listener.serve_forever(poll_interval)
+
+    def serve_until_stopped(self, ready: Optional[Callable[[Any], None]] = None) -> None:
+        """What a server command does: SIGTERM handled (installed before ``ready`` announces the
+        server, so a SIGTERM right after the announcement drains too), serve until Ctrl-C or
+        SIGTERM, then stop accepting and finish the requests in flight."""
+        self.install_sigterm()
+        if ready is not None:
+            ready(self)
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.server_close()
+            self.drain()
 
     def start(self) -> "HttpServer":
         """serve_forever() in a daemon thread; returns self."""

@@ -155,7 +155,21 @@ CREATE TABLE IF NOT EXISTS logstore_keys (
 );
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_COLUMNS = "project, logstore, conf, key_ref, suite, key_type, cmk_key_id, ciphertext_blob, created_at, key_check"
+#: The key-record columns in the order record_from_row reads them (both stores use it).
+RECORD_COLUMNS = "project, logstore, conf, key_ref, suite, key_type, cmk_key_id, ciphertext_blob, created_at, key_check"
+
+
+def record_from_row(row: Tuple[Any, ...]) -> KeyRecord:
+    """A KeyRecord from a row of ``SELECT {RECORD_COLUMNS}`` (SQLite or PostgreSQL: BLOB and BYTEA
+    columns come back as bytes or memoryview)."""
+    return KeyRecord(
+        project=row[0], logstore=row[1], conf=row[2],
+        key_ref=None if row[3] is None else bytes(row[3]),
+        suite=row[4], key_type=row[5], cmk_key_id=row[6],
+        ciphertext_blob=None if row[7] is None else bytes(row[7]),
+        created_at=float(row[8]),
+        key_check=None if row[9] is None else bytes(row[9]),
+    )
 
 
 class SqliteKeyStore(KeyStore):
@@ -229,28 +243,18 @@ class SqliteKeyStore(KeyStore):
     def get(self, project: str, logstore: str) -> Optional[KeyRecord]:
         with self._sql("read a record"), self._lock:
             row = self._db.execute(
-                f"SELECT {_COLUMNS} FROM logstore_keys WHERE project = ? AND logstore = ?", (project, logstore)
+                f"SELECT {RECORD_COLUMNS} FROM logstore_keys WHERE project = ? AND logstore = ?", (project, logstore)
             ).fetchone()
-        return None if row is None else self._from_row(row)
+        return None if row is None else record_from_row(row)
 
     def records(self, project: Optional[str] = None) -> List[KeyRecord]:
         where, args = ("", ()) if project is None else (" WHERE project = ?", (project,))
         with self._sql("list the records"), self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM logstore_keys{where} ORDER BY project, logstore", args
+                f"SELECT {RECORD_COLUMNS} FROM logstore_keys{where} ORDER BY project, logstore", args
             ).fetchall()
-        return [self._from_row(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
-    @staticmethod
-    def _from_row(row: Tuple[Any, ...]) -> KeyRecord:
-        return KeyRecord(
-            project=row[0], logstore=row[1], conf=row[2],
-            key_ref=None if row[3] is None else bytes(row[3]),
-            suite=row[4], key_type=row[5], cmk_key_id=row[6],
-            ciphertext_blob=None if row[7] is None else bytes(row[7]),
-            created_at=float(row[8]),
-            key_check=None if row[9] is None else bytes(row[9]),
-        )
 
     def add(self, record: KeyRecord) -> bool:
         values = (
@@ -259,7 +263,7 @@ class SqliteKeyStore(KeyStore):
         )
         with self._sql("add a record"), self._lock:
             cursor = self._db.execute(
-                f"INSERT OR IGNORE INTO logstore_keys ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values
+                f"INSERT OR IGNORE INTO logstore_keys ({RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values
             )
             return cursor.rowcount == 1
 

@@ -14,10 +14,10 @@ the library under an advisory lock, so nodes starting together do not race.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, List, Optional, TypeVar
 
 from .exceptions import KeyStoreUnavailableError, SlsEnvelopeError  # noqa: F401  (its home was here)
-from .keystore import KeyRecord, KeyStore
+from .keystore import RECORD_COLUMNS, KeyRecord, KeyStore, record_from_row
 
 __all__ = ["PostgresKeyStore", "KeyStoreUnavailableError", "SCHEMA_VERSION"]
 
@@ -45,7 +45,6 @@ _MIGRATIONS = {
         "CREATE TABLE IF NOT EXISTS sls_envelope_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ],
 }
-_COLUMNS = "project, logstore, conf, key_ref, suite, key_type, cmk_key_id, ciphertext_blob, created_at, key_check"
 
 
 def _redact(url: str) -> str:
@@ -137,31 +136,21 @@ class PostgresKeyStore(KeyStore):
                 conn.execute(statement)
             conn.execute("INSERT INTO sls_envelope_schema (version) VALUES (%s)", (version,))
 
-    @staticmethod
-    def _from_row(row: Tuple[Any, ...]) -> KeyRecord:
-        return KeyRecord(
-            project=row[0], logstore=row[1], conf=row[2],
-            key_ref=None if row[3] is None else bytes(row[3]),
-            suite=row[4], key_type=row[5], cmk_key_id=row[6],
-            ciphertext_blob=None if row[7] is None else bytes(row[7]),
-            created_at=float(row[8]),
-            key_check=None if row[9] is None else bytes(row[9]),
-        )
 
     # ---- KeyStore -----------------------------------------------------------------------
 
     def get(self, project: str, logstore: str) -> Optional[KeyRecord]:
         row = self._run(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM sls_envelope_logstore_keys WHERE project = %s AND logstore = %s",
+            f"SELECT {RECORD_COLUMNS} FROM sls_envelope_logstore_keys WHERE project = %s AND logstore = %s",
             (project, logstore)).fetchone())
-        return None if row is None else self._from_row(row)
+        return None if row is None else record_from_row(row)
 
     def records(self, project: Optional[str] = None) -> List[KeyRecord]:
         where, args = ("", ()) if project is None else (" WHERE project = %s", (project,))
         rows = self._run(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM sls_envelope_logstore_keys{where} ORDER BY project, logstore",
+            f"SELECT {RECORD_COLUMNS} FROM sls_envelope_logstore_keys{where} ORDER BY project, logstore",
             args).fetchall())
-        return [self._from_row(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def add(self, record: KeyRecord) -> bool:
         values = (
@@ -171,7 +160,7 @@ class PostgresKeyStore(KeyStore):
 
         def insert(conn: Any) -> bool:
             cur = conn.execute(
-                f"INSERT INTO sls_envelope_logstore_keys ({_COLUMNS}) VALUES "
+                f"INSERT INTO sls_envelope_logstore_keys ({RECORD_COLUMNS}) VALUES "
                 "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (project, logstore) DO NOTHING", values)
             if cur.rowcount == 1:
                 return True

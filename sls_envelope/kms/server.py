@@ -598,13 +598,4 @@ def serve(
 ) -> None:
     """Serve until Ctrl-C or SIGTERM; then finish the requests in flight (up to the grace period)."""
     server = make_server(kms, host, port, access_key_id, access_key_secret, region_id=region_id)
-    server.install_sigterm()
-    if ready is not None:
-        ready(server)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        server.drain()
+    server.serve_until_stopped(ready)

@@ -137,15 +137,8 @@ def serve(home_dir: str | None, host: str, port: int, access_key_id: str, access
         manager = home.open_manager(kms)
     api = SlsApi(os.path.join(home.ensure(), "sls"), manager)
     server = SlsServer(api, keys_of({access_key_id: access_key_secret}, kms), host, port, caller_of=caller_of(kms))
-    server.install_sigterm()  # before announcing: a SIGTERM right after the announcement drains too
-    if ready is not None:
-        ready(server)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve_until_stopped(ready)
     finally:
-        server.server_close()
-        server.drain()
         api.close()
         manager.close()
