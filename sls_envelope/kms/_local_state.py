@@ -66,6 +66,18 @@ def _json_type(value: Any) -> str:
         type(value), type(value).__name__)
 
 
+def _check_ram_entity(shape: _Shape, entity: Any, name: str, where: str, name_field: str, own_field: str) -> None:
+    """What a role and a user record share: their fields (the kind's own one besides), text
+    name, Arn and CreateDate, the name matching the entry's (lower-cased) key, and Policies."""
+    shape.obj(entity, where)
+    shape.exact_keys(entity, (name_field, "Arn", own_field, "Policies", "CreateDate"), where)
+    for field in (name_field, "Arn", "CreateDate"):
+        shape.text(entity, field, where)
+    if entity[name_field].lower() != name:
+        shape.fail(f"{where}.{name_field}", "differs from its entry's name")
+    shape.text_list(entity, "Policies", where)
+
+
 def validate_state(document: Any, path: str) -> None:
     """Check a parsed localkms.json whole; ValueError naming the file and the first thing wrong."""
     shape = _Shape(path)
@@ -101,26 +113,14 @@ def validate_state(document: Any, path: str) -> None:
                 shape.fail(f"{where}._delete_at", "must be a number of seconds")
     for name, role in shape.obj(top.get("roles"), "roles").items():
         where = f"roles[{name!r}]"
-        shape.obj(role, where)
-        shape.exact_keys(role, ("RoleName", "Arn", "TrustPolicy", "Policies", "CreateDate"), where)
-        for field in ("RoleName", "Arn", "CreateDate"):
-            shape.text(role, field, where)
-        if role["RoleName"].lower() != name:
-            shape.fail(f"{where}.RoleName", "differs from its entry's name")
-        shape.text_list(role, "Policies", where)
+        _check_ram_entity(shape, role, name, where, "RoleName", "TrustPolicy")
         try:
             ram.check_trust_policy(shape.obj(role.get("TrustPolicy"), f"{where}.TrustPolicy"))
         except ValueError as exc:
             shape.fail(f"{where}.TrustPolicy", f"is invalid ({exc})")
     for name, user in shape.obj(top.get("users", {}), "users").items():
         where = f"users[{name!r}]"
-        shape.obj(user, where)
-        shape.exact_keys(user, ("UserName", "Arn", "Policies", "AccessKeys", "CreateDate"), where)
-        for field in ("UserName", "Arn", "CreateDate"):
-            shape.text(user, field, where)
-        if user["UserName"].lower() != name:
-            shape.fail(f"{where}.UserName", "differs from its entry's name")
-        shape.text_list(user, "Policies", where)
+        _check_ram_entity(shape, user, name, where, "UserName", "AccessKeys")
         keys = user.get("AccessKeys")
         if not isinstance(keys, list):
             shape.fail(f"{where}.AccessKeys", "must be a list")
