@@ -9,7 +9,9 @@
  *     (Intel's GCM white paper, Gueron & Kounavis, "Intel Carry-Less Multiplication
  *     Instruction and its Usage for Computing the GCM Mode", 2010/2014).
  * dispatch.c lists the combinations (sls_env_gcm_impl) fastest first and is the one
- * place that chooses; gcm.c runs SP 800-38D over whatever was chosen.
+ * place that chooses; csrc/gcm/gcm.c runs SP 800-38D over whatever was chosen, and
+ * csrc/gcm/records.c runs many messages per call (batches, and the records of the
+ * batch format) through gcm.c's one-message steps declared below.
  *
  * Each hardware part has a _get()-style probe (`supported`) that looks at the CPU
  * features dispatch.c found (CPUID and XGETBV), and enables its instruction sets per
@@ -182,6 +184,19 @@ SLS_ENV_HIDDEN const sls_env_gcm_impl *sls_env_dispatch_find(int alg, const char
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_portable;
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_portable;
 extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_portable;
+
+/* ---- one message, for records.c (gcm.c) ------------------------------------------ */
+/* SLS_ENV_OK, or SLS_ENV_ERR_TOO_LONG if a message or AAD is over SP 800-38D's limit. */
+SLS_ENV_HIDDEN int sls_env_gcm_check_lengths(size_t aad_len, size_t msg_len);
+/* out = C || T for len bytes of in (lengths already checked; in == out allowed). */
+SLS_ENV_HIDDEN void sls_env_gcm_seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
+                                     size_t aad_len, const uint8_t *in, size_t len, uint8_t *out);
+/* Open len bytes of ciphertext followed by their tag into out: SLS_ENV_OK, or
+ * SLS_ENV_ERR_AUTH with out[0..len) zeroed. */
+SLS_ENV_HIDDEN int sls_env_gcm_open(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
+                                    size_t aad_len, const uint8_t *in, size_t len, uint8_t *out);
+/* util.c: what sls_env_last_error() reports on the calling thread. */
+SLS_ENV_HIDDEN void sls_env_set_last_error(int rc);
 
 /* ---- small helpers ------------------------------------------------------------ */
 /* Big-endian loads and stores as whole words (memcpy + byte swap compiles to one

@@ -1,7 +1,7 @@
 /*
  * Small shared pieces: wiping, constant-time comparison and the per-thread scratch
- * buffer that lets the Python layer take a result with one copy and no allocation
- * on the C side per call.
+ * buffer (with the code of the thread's last failed *_scratch call) that lets the
+ * Python layer take a result with one copy and no allocation on the C side per call.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -56,6 +56,19 @@ uint64_t sls_env_fork_generation(void)
 }
 
 /* ---- per-thread scratch ---------------------------------------------------- */
+
+/* Set by the *_scratch entry points of gcm.c and records.c when they return NULL. */
+static __thread int last_error;
+
+int sls_env_last_error(void)
+{
+    return last_error;
+}
+
+void sls_env_set_last_error(int rc)
+{
+    last_error = rc;
+}
 
 struct scratch {
     uint8_t *buf;

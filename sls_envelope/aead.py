@@ -8,26 +8,23 @@ defines for SM4-GCM).  The layer knows nothing of Logstores or KMSs.
 Speed notes (figures in docs/BENCHMARKS.md): ``bytes`` arguments go to C without a copy
 and without ``ffi.from_buffer``; results are written into a per-thread C scratch buffer
 and copied out once; batch calls cross into C once and cut their results with one cached
-``struct.Struct``.  Every C call releases the GIL.
+``struct.Struct`` (the packing is :mod:`sls_envelope.cbuffers`, shared with the batch
+format's records, :mod:`sls_envelope.records`).  Every C call releases the GIL.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import secrets
-import struct
-from typing import Any, ClassVar, Dict, List, NoReturn, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
+from .cbuffers import TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view
 from .exceptions import InvalidTag
 
 __all__ = ["AESGCM", "SM4GCM", "available_implementations", "Buffer"]
 
-Buffer = Union[bytes, bytearray, memoryview]
-
 NONCE_SIZE = 12
-TAG_SIZE = 16
 #: SP 800-38D section 5.2.1.1: at most 2^39 - 256 bits of plaintext per message.
 MAX_MESSAGE = (2**32 - 2) * 16
 
@@ -84,45 +81,10 @@ _encrypt_scratch = lib.sls_env_aead_encrypt_scratch
 _decrypt_scratch = lib.sls_env_aead_decrypt_scratch
 _last_error = lib.sls_env_last_error
 _encrypt = lib.sls_env_aead_encrypt
-_seal_record_scratch = lib.sls_env_seal_record_scratch
-fork_generation = lib.sls_env_fork_generation
 _decrypt = lib.sls_env_aead_decrypt
 _unpack = ffi.unpack
 _from_buffer = ffi.from_buffer
 _BYTE_ARRAY = ffi.typeof("uint8_t[]")
-
-_ERRORS = {
-    lib.SLS_ENV_ERR_KEY_SIZE: "invalid key size",
-    lib.SLS_ENV_ERR_IMPL: "implementation not available",
-    lib.SLS_ENV_ERR_TOO_LONG: "message or associated data longer than GCM allows",
-    lib.SLS_ENV_ERR_ARG: "invalid argument",
-}
-
-
-class ProcessForked(Exception):
-    """Internal: a record was refused because the process forked since its session
-    began (see fork_generation()); the caller starts a new session and retries."""
-
-
-def _raise_for(rc: int) -> NoReturn:
-    if rc in (lib.SLS_ENV_ERR_AUTH, lib.SLS_ENV_ERR_SHORT):
-        raise InvalidTag()
-    if rc == lib.SLS_ENV_ERR_NOMEM:
-        raise MemoryError("sls-envelope: out of memory")
-    raise ValueError(_ERRORS.get(rc, f"sls-envelope internal error {rc}"))
-
-
-def _view(data: Any, what: str) -> Tuple[Any, int]:
-    """A C pointer for a bytes-like object and its size in bytes, without copying."""
-    if type(data) is bytes:
-        return data, len(data)
-    try:
-        cdata = _from_buffer(_BYTE_ARRAY, data)
-    except TypeError:
-        raise TypeError(f"{what} must be bytes, bytearray or memoryview") from None
-    except (ValueError, BufferError):
-        raise ValueError(f"{what} must be a C-contiguous buffer") from None
-    return cdata, len(cdata)
 
 
 def _address_range(cdata: Any, size: int) -> Tuple[int, int]:
@@ -147,13 +109,13 @@ def _inputs(nonce: Any, data: Any, associated_data: Any) -> Tuple[bytes, Any, in
     if type(data) is bytes:
         data_ptr, size = data, len(data)
     else:
-        data_ptr, size = _view(data, "data")
+        data_ptr, size = view(data, "data")
     if associated_data is None:
         aad_ptr, aad_size = b"", 0
     elif type(associated_data) is bytes:
         aad_ptr, aad_size = associated_data, len(associated_data)
     else:
-        aad_ptr, aad_size = _view(associated_data, "associated_data")
+        aad_ptr, aad_size = view(associated_data, "associated_data")
     return nonce, data_ptr, size, aad_ptr, aad_size
 
 
@@ -178,55 +140,6 @@ def _writable(buf: Any, needed: int, data_ptr: Any, size: int) -> Any:
     return out
 
 
-@functools.lru_cache(maxsize=64)
-def _splitter(count: int, size: int) -> struct.Struct:
-    """Cuts `count` equal results out of one buffer in a single C-level call."""
-    return struct.Struct(f"{size}s" * count)
-
-
-def _split(buf: Any, sizes: List[int]) -> List[bytes]:
-    if not sizes:
-        return []
-    total = sum(sizes)
-    raw = ffi.buffer(buf, total)
-    if sizes.count(sizes[0]) == len(sizes):
-        return list(_splitter(len(sizes), sizes[0]).unpack_from(raw))
-    return list(struct.unpack_from("".join(map("{}s".format, sizes)), raw))
-
-
-class _Packed:
-    """A sequence of byte strings packed back to back for one C call."""
-
-    __slots__ = ("blob", "lens", "each", "sizes")
-
-    def __init__(self, items: Sequence[Buffer], what: str) -> None:
-        try:
-            blob = b"".join(items)
-        except TypeError:
-            raise TypeError(f"every item of {what} must be bytes, bytearray or memoryview") from None
-        except BufferError:
-            raise ValueError(f"every item of {what} must be a C-contiguous buffer") from None
-        sizes = list(map(len, items))
-        if sum(sizes) != len(blob):
-            # Some items are multi-byte or multi-dimensional views: count bytes.
-            sizes = [memoryview(item).nbytes for item in items]
-        self.blob = blob
-        self.sizes = sizes
-        if sizes and sizes.count(sizes[0]) == len(sizes):
-            self.lens: Any = ffi.NULL
-            self.each = sizes[0]
-        else:
-            self.lens = ffi.new("size_t[]", sizes) if sizes else ffi.NULL
-            self.each = 0
-
-
-def _shifted(packed: _Packed, delta: int) -> List[int]:
-    """Result sizes of a batch: every input size plus delta (no Python loop when equal)."""
-    if packed.lens == ffi.NULL:
-        return [packed.each + delta] * len(packed.sizes)
-    return [size + delta for size in packed.sizes]
-
-
 class _GcmAead:
     """Shared machinery of AESGCM and SM4GCM."""
 
@@ -240,7 +153,7 @@ class _GcmAead:
     _key_sizes: ClassVar[Tuple[int, ...]]
 
     def __init__(self, key: Buffer, *, impl: Optional[str] = None) -> None:
-        key_ptr, key_size = _view(key, "key")
+        key_ptr, key_size = view(key, "key")
         if key_size not in self._key_sizes:
             bits = [str(8 * n) for n in self._key_sizes]
             sizes = f"{', '.join(bits[:-1])} or {bits[-1]}" if len(bits) > 1 else bits[0]
@@ -256,7 +169,7 @@ class _GcmAead:
         out = ffi.new("sls_env_aead **")
         rc = lib.sls_env_aead_new(out, self._alg, key_ptr, key_size, impl.encode() if impl else ffi.NULL)
         if rc != lib.SLS_ENV_OK:
-            _raise_for(rc)
+            raise_for(rc)
         # The context holds the round keys and powers of H; sls_env_aead_free wipes it.
         self._ctx = ffi.gc(out[0], lib.sls_env_aead_free)
         self._impl = ffi.string(lib.sls_env_aead_impl(self._ctx)).decode()
@@ -283,14 +196,14 @@ class _GcmAead:
         if nonce.__class__ is not bytes or len(nonce) != 12:
             nonce = _nonce_bytes(nonce)
         if data.__class__ is not bytes:
-            data, size = _view(data, "data")
+            data, size = view(data, "data")
         else:
             size = len(data)
         if associated_data.__class__ is not bytes:
             if associated_data is None:
                 associated_data, aad_size = b"", 0
             else:
-                associated_data, aad_size = _view(associated_data, "associated_data")
+                associated_data, aad_size = view(associated_data, "associated_data")
         else:
             aad_size = len(associated_data)
         try:
@@ -300,7 +213,7 @@ class _GcmAead:
             )
         except RuntimeError:
             pass
-        _raise_for(_last_error())  # outside the handler: no RuntimeError in the traceback
+        raise_for(_last_error())  # outside the handler: no RuntimeError in the traceback
 
     def decrypt(self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer]) -> bytes:
         """Verify and decrypt ciphertext || tag; raises InvalidTag on any mismatch."""
@@ -313,7 +226,7 @@ class _GcmAead:
             )
         except RuntimeError:
             pass
-        _raise_for(_last_error())
+        raise_for(_last_error())
 
     def encrypt_into(
         self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer], buf: Any
@@ -336,7 +249,7 @@ class _GcmAead:
             out = _writable(buf, size + TAG_SIZE, data, size)
             rc = _encrypt(self._ctx, nonce, aad_ptr, aad_size, data, size, out)
         if rc:
-            _raise_for(rc)
+            raise_for(rc)
         return size + TAG_SIZE
 
     def decrypt_into(
@@ -362,7 +275,7 @@ class _GcmAead:
             out = _writable(buf, size - TAG_SIZE, data, size)
             rc = _decrypt(self._ctx, nonce, aad_ptr, aad_size, data, size, out)
         if rc:
-            _raise_for(rc)
+            raise_for(rc)
         return size - TAG_SIZE
 
     # ---- many messages under this key, one C call ------------------------------
@@ -376,15 +289,15 @@ class _GcmAead:
         """Encrypt messages[i] under nonces[i]; ``associated_data`` is None, one
         bytes-like for all, or one per message.  Equal to a loop of :meth:`encrypt`."""
         nonce_blob, packed, aad = self._batch_args(nonces, messages, associated_data)
-        sizes = _shifted(packed, TAG_SIZE)
-        buf = self._scratch(sum(sizes))
+        sizes = shifted(packed, TAG_SIZE)
+        buf = scratch(sum(sizes))
         rc = lib.sls_env_aead_encrypt_many(
             self._ctx, len(sizes), nonce_blob, aad.blob, aad.lens, aad.each, aad.shared,
             packed.blob, packed.lens, packed.each, buf,
         )
         if rc != lib.SLS_ENV_OK:
-            _raise_for(rc)
-        return _split(buf, sizes)
+            raise_for(rc)
+        return split(buf, sizes)
 
     def decrypt_many(
         self,
@@ -398,8 +311,8 @@ class _GcmAead:
         if packed.sizes and min(packed.sizes) < TAG_SIZE:
             short = next(i for i, size in enumerate(packed.sizes) if size < TAG_SIZE)
             raise InvalidTag(f"message {short} is shorter than a tag", index=short)
-        sizes = _shifted(packed, -TAG_SIZE)
-        buf = self._scratch(sum(sizes))
+        sizes = shifted(packed, -TAG_SIZE)
+        buf = scratch(sum(sizes))
         failed = ffi.new("size_t *")
         rc = lib.sls_env_aead_decrypt_many(
             self._ctx, len(sizes), nonce_blob, aad.blob, aad.lens, aad.each, aad.shared,
@@ -408,100 +321,23 @@ class _GcmAead:
         if rc in (lib.SLS_ENV_ERR_AUTH, lib.SLS_ENV_ERR_SHORT):
             raise InvalidTag(f"authentication failed for message {failed[0]}", index=int(failed[0]))
         if rc != lib.SLS_ENV_OK:
-            _raise_for(rc)
-        return _split(buf, sizes)
-
-    # ---- records: header || C || T with the header as AAD (sls_envelope.format) --
-
-    def _seal_records(
-        self, header: bytes, nonce_offset: int, nonce_prefix: bytes, counter0: int,
-        messages: Sequence[Buffer],
-    ) -> List[bytes]:
-        """Seal messages as records sharing a header template; record i gets the nonce
-        nonce_prefix || be64(counter0 + i) inside its header.  One C call."""
-        packed = _Packed(messages, "messages")
-        sizes = _shifted(packed, len(header) + TAG_SIZE)
-        buf = self._scratch(sum(sizes))
-        rc = lib.sls_env_seal_records(
-            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter0,
-            len(sizes), packed.blob, packed.lens, packed.each, buf,
-        )
-        if rc != lib.SLS_ENV_OK:
-            _raise_for(rc)
-        return _split(buf, sizes)
-
-    def _seal_record(
-        self, header: bytes, nonce_offset: int, nonce_prefix: bytes, counter: int, message: Buffer,
-        fork_generation: int,
-    ) -> bytes:
-        """One record, without the packing work of _seal_records.  Raises ProcessForked,
-        sealing nothing, if the process forked after fork_generation was read."""
-        data, size = (message, len(message)) if type(message) is bytes else _view(message, "batch")
-        out = _seal_record_scratch(
-            self._ctx, header, len(header), nonce_offset, nonce_prefix, counter, data, size, fork_generation
-        )
-        if not out:
-            rc = _last_error()
-            if rc == lib.SLS_ENV_ERR_FORKED:
-                raise ProcessForked()
-            _raise_for(rc)
-        return _unpack(out, len(header) + size + TAG_SIZE)  # type: ignore[no-any-return]
-
-    def _open_record(self, record: Buffer, header_len: int, nonce_offset: int) -> bytes:
-        """Verify and decrypt one record; raises InvalidTag on any mismatch."""
-        data, size = (record, len(record)) if type(record) is bytes else _view(record, "record")
-        out = lib.sls_env_open_record(self._ctx, data, size, header_len, nonce_offset)
-        if not out:
-            _raise_for(lib.sls_env_last_error())
-        return ffi.unpack(out, size - header_len - TAG_SIZE)  # type: ignore[no-any-return]
-
-    def _open_records(
-        self, header: bytes, nonce_offset: int, records: Sequence[Buffer]
-    ) -> Optional[List[bytes]]:
-        """Verify and decrypt records whose headers all equal `header` outside their
-        nonce (one session's records), in one C call.  Returns None, having opened
-        nothing, if one differs or is too short (the caller then goes record by record
-        for the exact error); raises InvalidTag naming the first record that fails."""
-        packed = _Packed(records, "records")
-        header_len = len(header)
-        sizes = _shifted(packed, -header_len - TAG_SIZE)
-        if packed.sizes and min(packed.sizes) < header_len + TAG_SIZE:
-            return None
-        buf = self._scratch(sum(sizes))
-        failed = ffi.new("size_t *")
-        rc = lib.sls_env_open_records(
-            self._ctx, header, header_len, nonce_offset, len(sizes), packed.blob, packed.lens, packed.each,
-            buf, failed,
-        )
-        if rc in (lib.SLS_ENV_ERR_HEADER, lib.SLS_ENV_ERR_SHORT):
-            return None
-        if rc == lib.SLS_ENV_ERR_AUTH:
-            raise InvalidTag(f"authentication failed for record {failed[0]}", index=int(failed[0]))
-        if rc != lib.SLS_ENV_OK:
-            _raise_for(rc)
-        return _split(buf, sizes)
+            raise_for(rc)
+        return split(buf, sizes)
 
     # ---- helpers ---------------------------------------------------------------
-
-    @staticmethod
-    def _scratch(size: int) -> Any:
-        buf = lib.sls_env_scratch(size)
-        if not buf:
-            raise MemoryError("sls-envelope: out of memory")
-        return buf
 
     def _batch_args(
         self,
         nonces: Sequence[Buffer],
         messages: Sequence[Buffer],
         associated_data: Union[None, Buffer, Sequence[Buffer]],
-    ) -> Tuple[bytes, _Packed, "_BatchAad"]:
+    ) -> Tuple[bytes, Packed, "_BatchAad"]:
         if len(nonces) != len(messages):
             raise ValueError(f"{len(nonces)} nonces for {len(messages)} messages")
-        packed_nonces = _Packed(nonces, "nonces")
+        packed_nonces = Packed(nonces, "nonces")
         if packed_nonces.sizes and (packed_nonces.lens != ffi.NULL or packed_nonces.each != NONCE_SIZE):
             raise ValueError(f"every nonce must be {NONCE_SIZE} bytes")
-        packed = _Packed(messages, "messages")
+        packed = Packed(messages, "messages")
         # Checked with C-level max(); the Python loop runs only to name the culprit.
         if packed.sizes and max(packed.sizes) > MAX_MESSAGE + TAG_SIZE:
             too_long = next(i for i, size in enumerate(packed.sizes) if size > MAX_MESSAGE + TAG_SIZE)
@@ -520,13 +356,20 @@ class _BatchAad:
             self.blob: Any = ffi.NULL
             self.each, self.shared = 0, 1
         elif isinstance(associated_data, (bytes, bytearray, memoryview)):
-            self.blob, self.each = _view(associated_data, "associated_data")
+            self.blob, self.each = view(associated_data, "associated_data")
             self.shared = 1
         else:
             if len(associated_data) != count:
                 raise ValueError(f"{len(associated_data)} associated data items for {count} messages")
-            packed = _Packed(associated_data, "associated_data")
+            packed = Packed(associated_data, "associated_data")
             self.blob, self.lens, self.each, self.shared = packed.blob, packed.lens, packed.each, 0
+
+
+def context_of(aead: _GcmAead) -> Any:
+    """The C context (``sls_env_aead *``) of an AEAD, for :mod:`sls_envelope.records`,
+    which seals the batch format's records under the same key schedule.  It lives as
+    long as ``aead`` does."""
+    return aead._ctx
 
 
 class AESGCM(_GcmAead):

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from typing import Any, Dict, Tuple, Type
+from typing import Any, Dict, Tuple, Type, Union
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .aead import AESGCM, SM4GCM, Buffer, _GcmAead
+from .aead import AESGCM, SM4GCM, Buffer
 from .exceptions import FormatError
 
 __all__ = [
@@ -90,7 +90,7 @@ class Suite:
 
     id: int
     name: str
-    aead: Type[_GcmAead]
+    aead: Type[Union[AESGCM, SM4GCM]]
     key_len: int
     hash: Type[hashes.HashAlgorithm]
 
@@ -130,7 +130,7 @@ def session_info(suite: Suite, key_ref: bytes, project: str, logstore: str) -> b
     return b"".join(parts)
 
 
-def _derive(suite: Suite, data_key: Buffer, salt: bytes, info: bytes) -> Tuple[_GcmAead, bytes]:
+def _derive(suite: Suite, data_key: Buffer, salt: bytes, info: bytes) -> Tuple[Union[AESGCM, SM4GCM], bytes]:
     """The session AEAD and the 32-byte key commitment.
 
     The derived key lives only in a bytearray that is zeroed once the C context (which

@@ -6,8 +6,10 @@ nonce policy: each process session derives its key (format.session_info, format.
 under a fresh salt and counts nonces from 0; a new session starts before
 ``SESSION_MAX_BATCHES`` batches or ``SESSION_MAX_BYTES`` bytes, in every forked child
 (the at-fork hook below, and the fork-generation check for a libc fork() that skips
-it) and in every new process.  Sealing many batches is one C call (``_seal_records``):
-the header template is copied and the nonce counter written in C.
+it) and in every new process.  Records are sealed and opened through
+:class:`~sls_envelope.records.RecordKey`, one per session; sealing many batches is one C
+call (``RecordKey.seal_many``): the header template is copied and the nonce counter
+written in C.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ import threading
 import weakref
 from typing import Any, List, Optional, Sequence, Tuple
 
-from .aead import Buffer, ProcessForked, _GcmAead, fork_generation
+from .aead import Buffer
 from .exceptions import FormatError, InvalidTag, KeyInvalidError
 from .format import (
     _HEADER, COMMIT_OFFSET, HEADER_LEN, KEY_REF_OFFSET, MAGIC, NONCE_OFFSET, NONCE_PREFIX_LEN, SALT_LEN,
     SALT_OFFSET, SESSION_MAX_BATCHES, SESSION_MAX_BYTES, VERSION, _as_bytes, _check_structure, _derive,
     session_info, suite_by_name,
 )
+from .records import ProcessForked, RecordKey, fork_generation
 
 _DECRYPT_CACHE_SIZE = 128
 
@@ -36,14 +39,14 @@ _DECRYPT_CACHE_SIZE = 128
 class _Session:
     """One session key on the sealing side, with its header template and counter."""
 
-    __slots__ = ("fork_gen", "salt", "prefix", "aead", "header", "next", "used")
+    __slots__ = ("fork_gen", "salt", "prefix", "key", "header", "next", "used")
 
-    def __init__(self, fork_gen: int, salt: bytes, prefix: bytes, aead: _GcmAead, header: bytes,
+    def __init__(self, fork_gen: int, salt: bytes, prefix: bytes, key: RecordKey, header: bytes,
                  counter: int) -> None:
-        self.fork_gen = fork_gen  # aead.fork_generation() when the session began
+        self.fork_gen = fork_gen  # records.fork_generation() when the session began
         self.salt = salt
         self.prefix = prefix
-        self.aead = aead
+        self.key = key
         self.header = header
         self.next = counter
         self.used = 0
@@ -95,7 +98,7 @@ class BatchCodec:
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
         self._session: Optional[_Session] = None
-        self._cache: "collections.OrderedDict[bytes, Tuple[_GcmAead, bytes]]" = collections.OrderedDict()
+        self._cache: "collections.OrderedDict[bytes, Tuple[RecordKey, bytes]]" = collections.OrderedDict()
         self._wiped = False
         _LIVE.add(self)
 
@@ -141,11 +144,12 @@ class BatchCodec:
         if len(salt) != SALT_LEN or len(prefix) != NONCE_PREFIX_LEN:
             raise ValueError("bad session salt or nonce prefix length")
         aead, commitment = _derive(self._suite, self._key, salt, self._info)
+        key = RecordKey(aead)
         header = _HEADER.pack(
             MAGIC, VERSION, self._suite.id, 0, self._key_ref, salt, prefix + bytes(8), commitment
         )
-        session = _Session(fork_generation(), salt, prefix, aead, header, counter)
-        self._remember(salt, aead, commitment)
+        session = _Session(fork_generation(), salt, prefix, key, header, counter)
+        self._remember(salt, key, commitment)
         self._session = session
         return session
 
@@ -154,8 +158,8 @@ class BatchCodec:
         self._lock = threading.Lock()
         self._session = None
 
-    def _remember(self, salt: bytes, aead: _GcmAead, commitment: bytes) -> None:
-        self._cache[salt] = (aead, commitment)
+    def _remember(self, salt: bytes, key: RecordKey, commitment: bytes) -> None:
+        self._cache[salt] = (key, commitment)
         self._cache.move_to_end(salt)
         while len(self._cache) > _DECRYPT_CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -196,9 +200,7 @@ class BatchCodec:
             finally:
                 lock.release()
             try:
-                return session.aead._seal_record(
-                    session.header, NONCE_OFFSET, session.prefix, counter, batch, session.fork_gen
-                )
+                return session.key.seal(session.header, session.prefix, counter, batch, session.fork_gen)
             except ProcessForked:
                 # A fork that bypassed os.register_at_fork: drop the parent's session.
                 with self._lock:
@@ -228,12 +230,10 @@ class BatchCodec:
                 plan = self._plan(batches)
         if len(plan) == 1:
             session, counter0, _, _ = plan[0]
-            return session.aead._seal_records(session.header, NONCE_OFFSET, session.prefix, counter0, batches)
+            return session.key.seal_many(session.header, session.prefix, counter0, batches)
         out: List[bytes] = []
         for session, counter0, first, end in plan:
-            out += session.aead._seal_records(
-                session.header, NONCE_OFFSET, session.prefix, counter0, batches[first:end]
-            )
+            out += session.key.seal_many(session.header, session.prefix, counter0, batches[first:end])
         return out
 
     def _plan(self, batches: Sequence[Buffer]) -> _Plan:
@@ -261,19 +261,19 @@ class BatchCodec:
         """Verify and decrypt one sealed batch: FormatError if malformed, InvalidTag if
         it was not sealed under this key and context or was altered."""
         data = _as_bytes(blob)
-        return self._session_of(data)._open_record(data, HEADER_LEN, NONCE_OFFSET)
+        return self._session_of(data).open(data)
 
-    def _session_of(self, data: bytes) -> _GcmAead:
-        """The session AEAD a sealed batch names, once its header checks out: structure
+    def _session_of(self, data: bytes) -> RecordKey:
+        """The session key a sealed batch names, once its header checks out: structure
         (FormatError), this Logstore's suite and key, and the key commitment (InvalidTag)."""
         suite = _check_structure(data)
         if suite is not self._suite or data[KEY_REF_OFFSET:SALT_OFFSET] != self._key_ref:
             raise InvalidTag("the batch was not sealed with this Logstore's key")
         claimed = data[COMMIT_OFFSET:HEADER_LEN]
-        aead, commitment = self._session_for(data[SALT_OFFSET:NONCE_OFFSET], claimed)
+        key, commitment = self._session_for(data[SALT_OFFSET:NONCE_OFFSET], claimed)
         if not hmac.compare_digest(commitment, claimed):
             raise InvalidTag("key commitment mismatch")
-        return aead
+        return key
 
     def open_many(self, blobs: Sequence[Any]) -> List[bytes]:
         """Open every blob or none: the first failure raises, naming its index."""
@@ -302,17 +302,17 @@ class BatchCodec:
         if type(first) is not bytes:
             return None
         try:
-            aead = self._session_of(first)
+            key = self._session_of(first)
         except (FormatError, InvalidTag):
             return None
         try:
-            return aead._open_records(first[:HEADER_LEN], NONCE_OFFSET, blobs)
+            return key.open_many(first[:HEADER_LEN], blobs)
         except (TypeError, ValueError):  # an item that is not a bytes-like buffer: named below
             return None
         except InvalidTag as exc:
             raise InvalidTag(f"batch {exc.index}: authentication failed", index=exc.index) from None
 
-    def _session_for(self, salt: bytes, claimed: bytes) -> Tuple[_GcmAead, bytes]:
+    def _session_for(self, salt: bytes, claimed: bytes) -> Tuple[RecordKey, bytes]:
         with self._lock:
             entry = self._cache.get(salt)
             if entry is not None:
@@ -321,11 +321,12 @@ class BatchCodec:
             if self._wiped:
                 raise KeyInvalidError("the Logstore key has been wiped", code="Rejected.KeyWiped")
             aead, commitment = _derive(self._suite, self._key, salt, self._info)
+            key = RecordKey(aead)
             # Cache only sessions that this key really made, so forged salts cannot
             # evict genuine entries.
             if hmac.compare_digest(commitment, claimed):
-                self._remember(salt, aead, commitment)
-            return aead, commitment
+                self._remember(salt, key, commitment)
+            return key, commitment
 
 
 def _nbytes(batch: Any) -> int:

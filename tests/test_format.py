@@ -20,9 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sls_envelope
-from sls_envelope import FormatError, InvalidTag, KeyInvalidError, SlsEnvelopeError
+from sls_envelope import FormatError, InvalidTag, KeyInvalidError, SlsEnvelopeError, session_codec
 from sls_envelope import format as fmt
-from sls_envelope import session_codec
+from sls_envelope.records import RecordKey
 from sls_envelope.session_codec import BatchCodec
 
 from . import reference_gcm
@@ -199,7 +199,7 @@ def test_key_commitment_refuses_another_key_before_decrypting(monkeypatch: pytes
     blob = codec(key=b"A" * 32).seal(b"payload")
     other = codec(key=b"B" * 32)
     opened: List[Any] = []
-    monkeypatch.setattr(fmt.AESGCM, "_open_record", lambda *a: opened.append(a))
+    monkeypatch.setattr(RecordKey, "open", lambda *a: opened.append(a))
     with pytest.raises(InvalidTag, match="commitment"):
         other.open(blob)
     assert opened == []  # refused by the commitment, the AEAD never ran
@@ -315,14 +315,14 @@ def test_open_many_one_session_in_one_call(suite: str, monkeypatch: pytest.Monke
     batches = [os.urandom(n) for n in (0, 1, 15, 16, 17, 1000, 4096)]
     blobs = c.seal_many(batches)
     calls: List[int] = []
-    real = sls_envelope.aead._GcmAead._open_records
+    real = RecordKey.open_many
 
     def counting(self: Any, *args: Any) -> Any:
         result = real(self, *args)
         calls.append(result is not None)
         return result
 
-    monkeypatch.setattr(sls_envelope.aead._GcmAead, "_open_records", counting)
+    monkeypatch.setattr(RecordKey, "open_many", counting)
     assert c.open_many(blobs) == batches
     assert calls == [True]  # one C call opened them all
 
@@ -498,7 +498,7 @@ def test_repr_and_pickle_hold_no_key() -> None:
     key = bytes(range(32))
     c = codec(key=key)
     c.seal(b"x")
-    text = repr(c) + repr(c._session.aead if c._session else None)
+    text = repr(c) + repr(c._session.key if c._session else None)
     assert key.hex() not in text and repr(key) not in text
     import pickle
 

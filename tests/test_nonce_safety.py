@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM as RefAESGCM
 
 from sls_envelope import AESGCM, KeyManager, LogstoreCipher
 from sls_envelope import format as fmt
-from sls_envelope.session_codec import BatchCodec
 from sls_envelope.kms import LocalKms
+from sls_envelope.records import RecordKey
+from sls_envelope.session_codec import BatchCodec
 
 THREADS = 4
 PER_THREAD = 5_000
@@ -321,25 +322,21 @@ def test_libc_fork_then_batch_and_single_seals_never_repeat_a_nonce() -> None:
 
 def test_nonce_counters_run_0_1_2_without_gap_or_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 18 item 9: skipping one counter in 10,000 seals escaped the volume tests.
-    A spy on the records path (_GcmAead._seal_record / _seal_records) logs every counter
-    each session hands out; per session they must be exactly 0, 1, 2, ..."""
-    from sls_envelope.aead import _GcmAead
-
+    A spy on the records path (RecordKey.seal / seal_many) logs every counter each
+    session hands out; per session they must be exactly 0, 1, 2, ..."""
     handed: Dict[bytes, List[int]] = {}
-    real_one, real_many = _GcmAead._seal_record, _GcmAead._seal_records
+    real_one, real_many = RecordKey.seal, RecordKey.seal_many
 
-    def one(self: _GcmAead, header: bytes, nonce_offset: int, prefix: bytes, counter: int,
-            message: bytes, fork_gen: int) -> bytes:
+    def one(self: RecordKey, header: bytes, prefix: bytes, counter: int, message: bytes, fork_gen: int) -> bytes:
         handed.setdefault(prefix, []).append(counter)
-        return real_one(self, header, nonce_offset, prefix, counter, message, fork_gen)
+        return real_one(self, header, prefix, counter, message, fork_gen)
 
-    def many(self: _GcmAead, header: bytes, nonce_offset: int, prefix: bytes, counter0: int,
-             messages: Sequence[bytes]) -> List[bytes]:
+    def many(self: RecordKey, header: bytes, prefix: bytes, counter0: int, messages: Sequence[bytes]) -> List[bytes]:
         handed.setdefault(prefix, []).extend(range(counter0, counter0 + len(messages)))
-        return real_many(self, header, nonce_offset, prefix, counter0, messages)
+        return real_many(self, header, prefix, counter0, messages)
 
-    monkeypatch.setattr(_GcmAead, "_seal_record", one)
-    monkeypatch.setattr(_GcmAead, "_seal_records", many)
+    monkeypatch.setattr(RecordKey, "seal", one)
+    monkeypatch.setattr(RecordKey, "seal_many", many)
     manager, cipher = _cipher()
     blobs: List[bytes] = []
     rng = random.Random(18)

@@ -10,6 +10,10 @@
  * Decryption verifies in constant time (sls_env_ct_equal) and, on a mismatch, zeroes
  * every byte of output it wrote before returning SLS_ENV_ERR_AUTH, so no unverified
  * plaintext is released (SP 800-38D section 7.2, step 8: "return FAIL").
+ *
+ * This file is the mode, one message per call; many messages per call (batches, and the
+ * records of the batch format) are csrc/gcm/records.c, over sls_env_gcm_seal and
+ * sls_env_gcm_open below (declared in internal.h).
  */
 #include <stdlib.h>
 
@@ -161,7 +165,7 @@ static void short_keystream(const sls_env_aead *ctx, const uint8_t *nonce, const
     memset(buf + 16 + len, 0, blocks * 16 - len); /* C's padding is zeros, not keystream */
 }
 
-static int check_lengths(size_t aad_len, size_t msg_len)
+int sls_env_gcm_check_lengths(size_t aad_len, size_t msg_len)
 {
     if ((uint64_t)msg_len > SLS_ENV_MAX_MESSAGE || (uint64_t)aad_len > SLS_ENV_MAX_MESSAGE)
         return SLS_ENV_ERR_TOO_LONG;
@@ -250,9 +254,9 @@ static void crypt_msg(const sls_env_aead *ctx, const uint8_t *nonce, const uint8
     sls_env_wipe(y, sizeof y);
 }
 
-/* Seal one message: out = C || T, C of len bytes. */
-static void seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
-                 const uint8_t *in, size_t len, uint8_t *out)
+/* Seal one message: out = C || T, C of len bytes (declared in internal.h for records.c). */
+void sls_env_gcm_seal(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
+                      const uint8_t *in, size_t len, uint8_t *out)
 {
     const sls_env_gcm_bulk *bulk = ctx->impl->bulk;
     if (bulk && bulk->seal_msg)
@@ -273,9 +277,10 @@ static void open_and_expect(const sls_env_aead *ctx, const uint8_t *nonce, const
         crypt_msg(ctx, nonce, aad, aad_len, in, len, out, expected, 0);
 }
 
-/* Open one message of len bytes of ciphertext followed by its tag. */
-static int open_one(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
-                    size_t aad_len, const uint8_t *in, size_t len, uint8_t *out)
+/* Open one message of len bytes of ciphertext followed by its tag (declared in internal.h
+ * for records.c): the one tag comparison of the library. */
+int sls_env_gcm_open(const sls_env_aead *ctx, const uint8_t *nonce, const uint8_t *aad,
+                     size_t aad_len, const uint8_t *in, size_t len, uint8_t *out)
 {
     uint8_t tag[16], expected[16];
     memcpy(tag, in + len, 16); /* before any in-place write */
@@ -295,10 +300,10 @@ int sls_env_aead_encrypt(const sls_env_aead *ctx, const uint8_t *nonce, const ui
     if (ctx == NULL || nonce == NULL || out == NULL || (aad_len && aad == NULL) ||
         (in_len && in == NULL))
         return SLS_ENV_ERR_ARG;
-    int rc = check_lengths(aad_len, in_len);
+    int rc = sls_env_gcm_check_lengths(aad_len, in_len);
     if (rc != SLS_ENV_OK)
         return rc;
-    seal(ctx, nonce, aad, aad_len, in, in_len, out);
+    sls_env_gcm_seal(ctx, nonce, aad, aad_len, in, in_len, out);
     return SLS_ENV_OK;
 }
 
@@ -311,17 +316,10 @@ int sls_env_aead_decrypt(const sls_env_aead *ctx, const uint8_t *nonce, const ui
         return SLS_ENV_ERR_SHORT;
     if (in_len > 16 && out == NULL)
         return SLS_ENV_ERR_ARG;
-    int rc = check_lengths(aad_len, in_len - 16);
+    int rc = sls_env_gcm_check_lengths(aad_len, in_len - 16);
     if (rc != SLS_ENV_OK)
         return rc;
-    return open_one(ctx, nonce, aad, aad_len, in, in_len - 16, out);
-}
-
-static __thread int last_error;
-
-int sls_env_last_error(void)
-{
-    return last_error;
+    return sls_env_gcm_open(ctx, nonce, aad, aad_len, in, in_len - 16, out);
 }
 
 char *sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce,
@@ -333,7 +331,7 @@ char *sls_env_aead_encrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce
                          : sls_env_aead_encrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
     if (rc == SLS_ENV_OK)
         return (char *)buf;
-    last_error = rc;
+    sls_env_set_last_error(rc);
     return NULL;
 }
 
@@ -346,225 +344,6 @@ char *sls_env_aead_decrypt_scratch(const sls_env_aead *ctx, const uint8_t *nonce
                          : sls_env_aead_decrypt(ctx, nonce, aad, aad_len, in, in_len, buf);
     if (rc == SLS_ENV_OK)
         return (char *)buf;
-    last_error = rc;
-    return NULL;
-}
-
-/* ---- batches ------------------------------------------------------------------ */
-
-/* Walks the packed inputs of a batch call: message i's bytes, AAD and nonce. */
-struct batch_cursor {
-    const uint8_t *in, *aad, *nonces;
-    const size_t *in_lens, *aad_lens;
-    size_t in_len_each, aad_len_each;
-    int aad_shared;
-};
-
-static size_t in_len_at(const struct batch_cursor *b, size_t i)
-{
-    return b->in_lens ? b->in_lens[i] : b->in_len_each;
-}
-
-static size_t aad_len_at(const struct batch_cursor *b, size_t i)
-{
-    return b->aad_lens && !b->aad_shared ? b->aad_lens[i] : b->aad_len_each;
-}
-
-/* Pointers every non-empty batch needs; message and AAD pointers are checked per
- * length below, since all-empty messages may come with NULL. */
-static int batch_args_ok(const sls_env_aead *ctx, size_t n, const uint8_t *nonces, const uint8_t *out)
-{
-    return ctx != NULL && (n == 0 || (nonces != NULL && out != NULL));
-}
-
-int sls_env_aead_encrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *nonces,
-                              const uint8_t *aad, const size_t *aad_lens, size_t aad_len_each,
-                              int aad_shared, const uint8_t *in, const size_t *in_lens,
-                              size_t in_len_each, uint8_t *out)
-{
-    if (!batch_args_ok(ctx, n, nonces, out))
-        return SLS_ENV_ERR_ARG;
-    struct batch_cursor b = {in, aad, nonces, in_lens, aad_lens, in_len_each, aad_len_each, aad_shared};
-    /* Check every length before writing anything. */
-    for (size_t i = 0; i < n; i++) {
-        int rc = check_lengths(aad_len_at(&b, i), in_len_at(&b, i));
-        if (rc != SLS_ENV_OK)
-            return rc;
-        if ((in_len_at(&b, i) && in == NULL) || (aad_len_at(&b, i) && aad == NULL))
-            return SLS_ENV_ERR_ARG;
-    }
-    const uint8_t *m = in, *a = aad;
-    for (size_t i = 0; i < n; i++) {
-        size_t mlen = in_len_at(&b, i), alen = aad_len_at(&b, i);
-        seal(ctx, nonces + 12 * i, a, alen, m, mlen, out);
-        out += mlen + 16;
-        m += mlen;
-        if (!aad_shared)
-            a += alen;
-    }
-    return SLS_ENV_OK;
-}
-
-int sls_env_aead_decrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *nonces,
-                              const uint8_t *aad, const size_t *aad_lens, size_t aad_len_each,
-                              int aad_shared, const uint8_t *in, const size_t *in_lens,
-                              size_t in_len_each, uint8_t *out, size_t *failed_index)
-{
-    if (!batch_args_ok(ctx, n, nonces, out) || failed_index == NULL)
-        return SLS_ENV_ERR_ARG;
-    *failed_index = 0;
-    struct batch_cursor b = {in, aad, nonces, in_lens, aad_lens, in_len_each, aad_len_each, aad_shared};
-    for (size_t i = 0; i < n; i++) {
-        size_t clen = in_len_at(&b, i);
-        if (clen < 16) {
-            *failed_index = i;
-            return SLS_ENV_ERR_SHORT;
-        }
-        int rc = check_lengths(aad_len_at(&b, i), clen - 16);
-        if (rc != SLS_ENV_OK) {
-            *failed_index = i;
-            return rc;
-        }
-        if (aad_len_at(&b, i) && aad == NULL)
-            return SLS_ENV_ERR_ARG;
-    }
-    const uint8_t *c = in, *a = aad;
-    uint8_t *o = out;
-    for (size_t i = 0; i < n; i++) {
-        size_t clen = in_len_at(&b, i), alen = aad_len_at(&b, i);
-        if (open_one(ctx, nonces + 12 * i, a, alen, c, clen - 16, o) != SLS_ENV_OK) {
-            *failed_index = i;
-            /* Nothing partial is released, and the whole output is zeroed as the
-             * header promises: the messages before i, and the room of those after
-             * it, which the caller may otherwise read as stale data. */
-            size_t total = 0;
-            for (size_t j = 0; j < n; j++)
-                total += in_len_at(&b, j) - 16;
-            sls_env_wipe(out, total);
-            return SLS_ENV_ERR_AUTH;
-        }
-        o += clen - 16;
-        c += clen;
-        if (!aad_shared)
-            a += alen;
-    }
-    return SLS_ENV_OK;
-}
-
-/* ---- records (header || C || T, the header being the AAD) ------------------- */
-
-int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t header_len,
-                         size_t nonce_offset, const uint8_t *nonce_prefix, uint64_t counter0,
-                         size_t n, const uint8_t *in, const size_t *in_lens, size_t in_len_each,
-                         uint8_t *out)
-{
-    if (ctx == NULL || header == NULL || nonce_prefix == NULL || (n && out == NULL) ||
-        nonce_offset > header_len || header_len - nonce_offset < SLS_ENV_NONCE_LEN)
-        return SLS_ENV_ERR_ARG;
-    if (n && counter0 + (n - 1) < counter0)
-        return SLS_ENV_ERR_TOO_LONG; /* the 64-bit nonce counter would wrap */
-    for (size_t i = 0; i < n; i++) {
-        size_t len = in_lens ? in_lens[i] : in_len_each;
-        int rc = check_lengths(header_len, len);
-        if (rc != SLS_ENV_OK)
-            return rc;
-        if (len && in == NULL)
-            return SLS_ENV_ERR_ARG;
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t len = in_lens ? in_lens[i] : in_len_each;
-        uint8_t *nonce = out + nonce_offset;
-        memcpy(out, header, header_len);
-        memcpy(nonce, nonce_prefix, 4);
-        sls_env_store_be64(nonce + 4, counter0 + i);
-        seal(ctx, nonce, out, header_len, in, len, out + header_len);
-        in += len;
-        out += header_len + len + SLS_ENV_TAG_LEN;
-    }
-    return SLS_ENV_OK;
-}
-
-int sls_env_open_records(const sls_env_aead *ctx, const uint8_t *header, size_t header_len,
-                         size_t nonce_offset, size_t n, const uint8_t *in, const size_t *in_lens,
-                         size_t in_len_each, uint8_t *out, size_t *failed_index)
-{
-    if (ctx == NULL || header == NULL || failed_index == NULL || (n && (in == NULL || out == NULL)) ||
-        nonce_offset > header_len || header_len - nonce_offset < SLS_ENV_NONCE_LEN)
-        return SLS_ENV_ERR_ARG;
-    *failed_index = 0;
-    /* Headers and lengths are public: check them all before opening anything.  The
-     * template's tail starts after the nonce. */
-    size_t tail = nonce_offset + SLS_ENV_NONCE_LEN, total = 0;
-    const uint8_t *rec = in;
-    for (size_t i = 0; i < n; i++) {
-        size_t len = in_lens ? in_lens[i] : in_len_each;
-        *failed_index = i;
-        if (len < header_len || len - header_len < SLS_ENV_TAG_LEN)
-            return SLS_ENV_ERR_SHORT;
-        int rc = check_lengths(header_len, len - header_len - SLS_ENV_TAG_LEN);
-        if (rc != SLS_ENV_OK)
-            return rc;
-        if (memcmp(rec, header, nonce_offset) != 0 || memcmp(rec + tail, header + tail, header_len - tail) != 0)
-            return SLS_ENV_ERR_HEADER;
-        total += len - header_len - SLS_ENV_TAG_LEN;
-        rec += len;
-    }
-    *failed_index = 0;
-    rec = in;
-    uint8_t *o = out;
-    for (size_t i = 0; i < n; i++) {
-        size_t clen = (in_lens ? in_lens[i] : in_len_each) - header_len - SLS_ENV_TAG_LEN;
-        if (open_one(ctx, rec + nonce_offset, rec, header_len, rec + header_len, clen, o) != SLS_ENV_OK) {
-            *failed_index = i;
-            sls_env_wipe(out, total); /* nothing of the batch is released */
-            return SLS_ENV_ERR_AUTH;
-        }
-        o += clen;
-        rec += header_len + clen + SLS_ENV_TAG_LEN;
-    }
-    return SLS_ENV_OK;
-}
-
-char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header,
-                                  size_t header_len, size_t nonce_offset,
-                                  const uint8_t *nonce_prefix, uint64_t counter,
-                                  const uint8_t *in, size_t in_len, uint64_t fork_generation)
-{
-    size_t pad = (64 - header_len % 64) % 64;
-    uint8_t *buf = NULL;
-    int rc = SLS_ENV_ERR_TOO_LONG;
-    if (fork_generation != sls_env_fork_generation()) {
-        rc = SLS_ENV_ERR_FORKED;
-    } else if (header_len <= SIZE_MAX / 2 && in_len <= SIZE_MAX - 64 - header_len - SLS_ENV_TAG_LEN - pad) {
-        buf = sls_env_scratch(pad + header_len + in_len + SLS_ENV_TAG_LEN);
-        rc = buf == NULL ? SLS_ENV_ERR_NOMEM
-                         : sls_env_seal_records(ctx, header, header_len, nonce_offset, nonce_prefix,
-                                                counter, 1, in, NULL, in_len, buf + pad);
-    }
-    if (rc == SLS_ENV_OK)
-        return (char *)buf + pad;
-    last_error = rc;
-    return NULL;
-}
-
-char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t record_len,
-                          size_t header_len, size_t nonce_offset)
-{
-    int rc = SLS_ENV_ERR_ARG;
-    if (ctx != NULL && record != NULL && nonce_offset <= header_len &&
-        header_len - nonce_offset >= SLS_ENV_NONCE_LEN) {
-        if (record_len < header_len || record_len - header_len < SLS_ENV_TAG_LEN) {
-            rc = SLS_ENV_ERR_SHORT;
-        } else {
-            size_t clen = record_len - header_len;
-            uint8_t *buf = sls_env_scratch(clen - SLS_ENV_TAG_LEN);
-            rc = buf == NULL ? SLS_ENV_ERR_NOMEM
-                             : sls_env_aead_decrypt(ctx, record + nonce_offset, record, header_len,
-                                                    record + header_len, clen, buf);
-            if (rc == SLS_ENV_OK)
-                return (char *)buf;
-        }
-    }
-    last_error = rc;
+    sls_env_set_last_error(rc);
     return NULL;
 }

@@ -1,0 +1,113 @@
+"""Python buffers in and out of the C kernel, shared by :mod:`sls_envelope.aead` (the
+pyca-style API) and :mod:`sls_envelope.records` (the batch format's records).
+
+A bytes-like argument becomes a C pointer without a copy (``bytes`` as is, anything
+else through ``ffi.from_buffer``); many arguments of one call are packed back to back
+with their lengths (:class:`Packed`); results are written into the calling thread's C
+scratch buffer and cut out of it with one cached ``struct.Struct`` (:func:`split`); C
+result codes become the library's exceptions (:func:`raise_for`).
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from typing import Any, List, NoReturn, Sequence, Tuple, Union
+
+from ._native import ffi, lib
+from .exceptions import InvalidTag
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+TAG_SIZE = 16
+
+_from_buffer = ffi.from_buffer
+_BYTE_ARRAY = ffi.typeof("uint8_t[]")
+
+_ERRORS = {
+    lib.SLS_ENV_ERR_KEY_SIZE: "invalid key size",
+    lib.SLS_ENV_ERR_IMPL: "implementation not available",
+    lib.SLS_ENV_ERR_TOO_LONG: "message or associated data longer than GCM allows",
+    lib.SLS_ENV_ERR_ARG: "invalid argument",
+}
+
+
+def raise_for(rc: int) -> NoReturn:
+    """The exception for a C result code other than SLS_ENV_OK."""
+    if rc in (lib.SLS_ENV_ERR_AUTH, lib.SLS_ENV_ERR_SHORT):
+        raise InvalidTag()
+    if rc == lib.SLS_ENV_ERR_NOMEM:
+        raise MemoryError("sls-envelope: out of memory")
+    raise ValueError(_ERRORS.get(rc, f"sls-envelope internal error {rc}"))
+
+
+def view(data: Any, what: str) -> Tuple[Any, int]:
+    """A C pointer for a bytes-like object and its size in bytes, without copying."""
+    if type(data) is bytes:
+        return data, len(data)
+    try:
+        cdata = _from_buffer(_BYTE_ARRAY, data)
+    except TypeError:
+        raise TypeError(f"{what} must be bytes, bytearray or memoryview") from None
+    except (ValueError, BufferError):
+        raise ValueError(f"{what} must be a C-contiguous buffer") from None
+    return cdata, len(cdata)
+
+
+def scratch(size: int) -> Any:
+    """The calling thread's C scratch buffer, at least size bytes."""
+    buf = lib.sls_env_scratch(size)
+    if not buf:
+        raise MemoryError("sls-envelope: out of memory")
+    return buf
+
+
+@functools.lru_cache(maxsize=64)
+def _splitter(count: int, size: int) -> struct.Struct:
+    """Cuts `count` equal results out of one buffer in a single C-level call."""
+    return struct.Struct(f"{size}s" * count)
+
+
+def split(buf: Any, sizes: List[int]) -> List[bytes]:
+    """The results of a batch call, back to back in buf, as bytes objects."""
+    if not sizes:
+        return []
+    total = sum(sizes)
+    raw = ffi.buffer(buf, total)
+    if sizes.count(sizes[0]) == len(sizes):
+        return list(_splitter(len(sizes), sizes[0]).unpack_from(raw))
+    return list(struct.unpack_from("".join(map("{}s".format, sizes)), raw))
+
+
+class Packed:
+    """A sequence of byte strings packed back to back for one C call: ``blob``, and
+    either ``each`` (every item that long, ``lens`` NULL) or ``lens`` (a size_t array)."""
+
+    __slots__ = ("blob", "lens", "each", "sizes")
+
+    def __init__(self, items: Sequence[Buffer], what: str) -> None:
+        try:
+            blob = b"".join(items)
+        except TypeError:
+            raise TypeError(f"every item of {what} must be bytes, bytearray or memoryview") from None
+        except BufferError:
+            raise ValueError(f"every item of {what} must be a C-contiguous buffer") from None
+        sizes = list(map(len, items))
+        if sum(sizes) != len(blob):
+            # Some items are multi-byte or multi-dimensional views: count bytes.
+            sizes = [memoryview(item).nbytes for item in items]
+        self.blob = blob
+        self.sizes = sizes
+        if sizes and sizes.count(sizes[0]) == len(sizes):
+            self.lens: Any = ffi.NULL
+            self.each = sizes[0]
+        else:
+            self.lens = ffi.new("size_t[]", sizes) if sizes else ffi.NULL
+            self.each = 0
+
+
+def shifted(packed: Packed, delta: int) -> List[int]:
+    """Result sizes of a batch: every input size plus delta (no Python loop when equal)."""
+    if packed.lens == ffi.NULL:
+        return [packed.each + delta] * len(packed.sizes)
+    return [size + delta for size in packed.sizes]

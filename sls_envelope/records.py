@@ -1,0 +1,117 @@
+"""The batch format's records in C: header || C || T, the whole header the AAD.
+
+The sealing side of :mod:`sls_envelope.session_codec` goes through this one interface to
+the C entry points of ``csrc/gcm/records.c``; :mod:`sls_envelope.aead` stays the
+pyca-style API.  A :class:`RecordKey` is one session key (the C context of its AEAD);
+the header layout comes from :mod:`sls_envelope.format` (``HEADER_LEN``,
+``NONCE_OFFSET``), and C knows of it only that the 12-byte nonce inside the header is the
+session's 4-byte prefix and a 64-bit big-endian counter, which C writes.
+
+Forks: :func:`fork_generation` counts the forks of this process's line (a
+``pthread_atfork`` handler in ``csrc/util.c``, so a libc ``fork()`` that skips Python's
+``os.register_at_fork`` hooks counts too).  :meth:`RecordKey.seal` takes the generation
+its session began in; C refuses to seal, raising :class:`ProcessForked`, if the process
+has forked since, so a child never continues its parent's nonce sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Union
+
+from ._native import ffi, lib
+from .aead import AESGCM, SM4GCM, context_of
+from .cbuffers import TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view
+from .exceptions import InvalidTag
+from .format import HEADER_LEN, NONCE_OFFSET
+
+__all__ = ["ProcessForked", "RecordKey", "fork_generation"]
+
+#: How many times this process's line has forked since the library was loaded.
+fork_generation = lib.sls_env_fork_generation
+
+# Bound once: a module global is cheaper to reach than an attribute of `lib` per call.
+_seal_record_scratch = lib.sls_env_seal_record_scratch
+_open_record = lib.sls_env_open_record
+_last_error = lib.sls_env_last_error
+_unpack = ffi.unpack
+_ERR_FORKED = lib.SLS_ENV_ERR_FORKED
+
+
+class ProcessForked(Exception):
+    """A record was refused because the process forked since its session began (see
+    :func:`fork_generation`); the caller starts a new session and retries."""
+
+
+class RecordKey:
+    """One session key: seals and opens records under the C context of ``aead``.
+
+    ``header`` arguments are whole headers (``HEADER_LEN`` bytes) whose nonce C fills
+    in; ``prefix`` is the session's 4-byte nonce prefix."""
+
+    __slots__ = ("aead", "_ctx")
+
+    def __init__(self, aead: Union[AESGCM, SM4GCM]) -> None:
+        self.aead = aead  # owns the C context, which is wiped when it is freed
+        self._ctx = context_of(aead)
+
+    def __repr__(self) -> str:
+        return f"<RecordKey {self.aead!r}>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("RecordKey objects hold key material and cannot be pickled")
+
+    def seal(self, header: bytes, prefix: bytes, counter: int, message: Buffer, fork_gen: int) -> bytes:
+        """One record with nonce prefix || be64(counter).  Raises ProcessForked, sealing
+        nothing, if the process forked after fork_gen was read."""
+        data, size = (message, len(message)) if type(message) is bytes else view(message, "batch")
+        out = _seal_record_scratch(self._ctx, header, HEADER_LEN, NONCE_OFFSET, prefix, counter, data, size, fork_gen)
+        if not out:
+            rc = _last_error()
+            if rc == _ERR_FORKED:
+                raise ProcessForked()
+            raise_for(rc)
+        return _unpack(out, HEADER_LEN + size + TAG_SIZE)  # type: ignore[no-any-return]
+
+    def seal_many(self, header: bytes, prefix: bytes, counter0: int, messages: Sequence[Buffer]) -> List[bytes]:
+        """Records of messages, record i with nonce prefix || be64(counter0 + i).  One C call."""
+        packed = Packed(messages, "messages")
+        sizes = shifted(packed, HEADER_LEN + TAG_SIZE)
+        buf = scratch(sum(sizes))
+        rc = lib.sls_env_seal_records(
+            self._ctx, header, HEADER_LEN, NONCE_OFFSET, prefix, counter0,
+            len(sizes), packed.blob, packed.lens, packed.each, buf,
+        )
+        if rc != lib.SLS_ENV_OK:
+            raise_for(rc)
+        return split(buf, sizes)
+
+    def open(self, record: Buffer) -> bytes:
+        """Verify and decrypt one record; raises InvalidTag on any mismatch."""
+        data, size = (record, len(record)) if type(record) is bytes else view(record, "record")
+        out = _open_record(self._ctx, data, size, HEADER_LEN, NONCE_OFFSET)
+        if not out:
+            raise_for(_last_error())
+        return _unpack(out, size - HEADER_LEN - TAG_SIZE)  # type: ignore[no-any-return]
+
+    def open_many(self, header: bytes, records: Sequence[Buffer]) -> Optional[List[bytes]]:
+        """Verify and decrypt records whose headers all equal `header` outside their
+        nonce (one session's records), in one C call.  Returns None, having opened
+        nothing, if one differs or is too short (the caller then goes record by record
+        for the exact error); raises InvalidTag naming the first record that fails."""
+        packed = Packed(records, "records")
+        sizes = shifted(packed, -HEADER_LEN - TAG_SIZE)
+        if packed.sizes and min(packed.sizes) < HEADER_LEN + TAG_SIZE:
+            return None
+        buf = scratch(sum(sizes))
+        failed = ffi.new("size_t *")
+        rc = lib.sls_env_open_records(
+            self._ctx, header, HEADER_LEN, NONCE_OFFSET, len(sizes), packed.blob, packed.lens, packed.each,
+            buf, failed,
+        )
+        if rc in (lib.SLS_ENV_ERR_HEADER, lib.SLS_ENV_ERR_SHORT):
+            return None
+        if rc == lib.SLS_ENV_ERR_AUTH:
+            raise InvalidTag(f"authentication failed for record {failed[0]}", index=int(failed[0]))
+        if rc != lib.SLS_ENV_OK:
+            raise_for(rc)
+        return split(buf, sizes)
