@@ -127,6 +127,7 @@ TARGET INLINE void transpose4(uint32x4_t x[4])
 
 TARGET INLINE void load4(uint32x4_t x[4], const uint8x16_t b[4])
 {
+    #pragma GCC unroll 4
     for (int j = 0; j < 4; j++)
         x[j] = vreinterpretq_u32_u8(vrev32q_u8(b[j]));
     transpose4(x);
@@ -137,6 +138,7 @@ TARGET INLINE void store4(uint8x16_t b[4], const uint32x4_t x[4])
 {
     uint32x4_t y[4] = {x[3], x[2], x[1], x[0]};
     transpose4(y);
+    #pragma GCC unroll 4
     for (int j = 0; j < 4; j++)
         b[j] = vrev32q_u8(vreinterpretq_u8_u32(y[j]));
 }
@@ -186,14 +188,6 @@ TARGET INLINE void encrypt4(const struct sls_env_sm4_armv8_state *s, uint8x16_t 
     store4(b, x);
 }
 
-/* One block through the four-block rounds (the tail of a message only). */
-TARGET INLINE uint8x16_t encrypt1(const struct sls_env_sm4_armv8_state *s, uint8x16_t b)
-{
-    uint8x16_t v[4] = {b, b, b, b};
-    encrypt4(s, v);
-    return v[0];
-}
-
 /* Two sets of four, interleaved round by round. */
 TARGET INLINE void encrypt8(const struct sls_env_sm4_armv8_state *s, uint8x16_t b[8])
 {
@@ -218,6 +212,7 @@ TARGET INLINE void encrypt8(const struct sls_env_sm4_armv8_state *s, uint8x16_t 
 }
 
 #define BLOCK_STATE struct sls_env_sm4_armv8_state
+#define BLOCK_TAIL4 /* the last 1..7 blocks four at a time through encrypt4 */
 #include "common/arm64_block_modes.h"
 
 SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_armv8 = {
