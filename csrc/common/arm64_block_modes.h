@@ -1,6 +1,7 @@
 /*
  * ECB and CTR32 drivers over an ARM64 block cipher's eight-block and one-block functions,
- * shared by the AES (`csrc/aes/aes_armv8.c`) and SM4 (`csrc/sm4/sm4_sm4e.c`) paths.
+ * shared by the AES (`csrc/aes/aes_armv8.c`) and SM4 (`csrc/sm4/sm4_sm4e.c`,
+ * `csrc/sm4/sm4_armv8.c`) paths.
  *
  * A template: the including file defines, before including it,
  *   TARGET        the function attribute that enables its instructions,
@@ -8,10 +9,10 @@
  *   encrypt1(const BLOCK_STATE *, uint8x16_t) and encrypt8(const BLOCK_STATE *, uint8x16_t[8]),
  * and gets `block_ecb` and `block_ctr32` with the signatures of sls_env_block_cipher.
  * A cipher whose one block costs as much as four (sm4_armv8.c's rounds work on four blocks
- * side by side) also defines BLOCK_TAIL4 and encrypt4(const BLOCK_STATE *, uint8x16_t[4]);
- * the last 1..7 blocks then go four at a time, the missing ones zero (ECB) or counters
- * past the end (CTR), whose output is dropped, instead of one call of encrypt1 per block.
- * Eight blocks are in flight because both ciphers' round instructions have a latency of
+ * side by side) defines BLOCK_TAIL4 and encrypt4(const BLOCK_STATE *, uint8x16_t[4])
+ * instead of encrypt1: the last 1..7 blocks then go four at a time, the missing ones zero
+ * (ECB) or counters past the end (CTR), whose output is dropped.
+ * Eight blocks are in flight because the ciphers' round instructions have a latency of
  * several cycles and a throughput of one or two per cycle; `#pragma GCC unroll 8` keeps the
  * eight blocks in registers (without it GCC 12 keeps them in memory).
  */

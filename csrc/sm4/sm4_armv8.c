@@ -23,7 +23,7 @@
  *     D = B' ^ P(B') (C = InvShiftRows(D) for the permutation P built below), each
  *     TBL's index the composition of the rotation with InvShiftRows.  A round costs
  *     23 instructions for four blocks: 2 EOR for X1 ^ X2 ^ X3, 5 for each affine map,
- *     AESE, 5 TBL, 2 EOR and SHL/SRI for L, 1 EOR into X0.
+ *     AESE, 4 TBL, 3 EOR and SHL/SRI for L, 1 EOR into X0.
  *
  * Layout: four blocks per set of four registers, register i holding word X_i of each
  * (a 4x4 transpose of 32-bit words on the way in and out), native-endian words (REV32
