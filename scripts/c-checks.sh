@@ -11,7 +11,7 @@
 #   atheris   every tests/fuzz/fuzz_*.py harness over its tests/fuzz/corpus_* seeds
 #   arm64     the whole kernel cross-compiled for ARM64 (aarch64-linux-gnu-gcc) and kernel_test
 #             run under qemu-aarch64 -cpu max with every ARM64 path, under -cpu cortex-a57
-#             (AES without SM4), then with them masked
+#             (AES without SM4), then with AES masked and with all of them masked
 #
 #   bash scripts/c-checks.sh                 # every stage
 #   bash scripts/c-checks.sh asan ct         # some
@@ -232,6 +232,14 @@ stage_arm64() {
     if ! grep -m1 "SM4-GCM" "$out/arm64_a57.log" | grep -q "SM4-GCM armv8 .*ok" ||
         grep -q "sm4e" "$out/arm64_a57.log"; then
         echo "arm64: on a CPU with AES and no SM4 the SM4-GCM default is not armv8" >&2
+        return 1
+    fi
+    # AES alone masked: neither `armv8` path may run (the SM4 one needs AESE, not only
+    # PMULL), SM4-GCM keeps `sm4e`.
+    SLS_ENVELOPE_DISABLE=aes qemu-aarch64 -cpu max "$out/kernel_test_arm64" "$seed" \
+        | tee "$out/arm64_noaes.log"
+    if grep -q "armv8" "$out/arm64_noaes.log" || ! grep -q "SM4-GCM sm4e .*ok" "$out/arm64_noaes.log"; then
+        echo "arm64: with AES masked an armv8 path ran, or sm4e did not" >&2
         return 1
     fi
     SLS_ENVELOPE_DISABLE=aes,pmull,sm4 qemu-aarch64 -cpu max "$out/kernel_test_arm64" "$seed" \
