@@ -90,10 +90,16 @@ def static_counts(sources: list[str]) -> None:
 PARTS = ["aes-armv8", "aes-portable", "sm4e", "sm4-armv8", "sm4-portable", "ghash-pmull", "ghash-portable"]
 
 
+def one_insn_flag() -> str:
+    """QEMU 8.1 renamed -singlestep (one instruction per translation block) -one-insn-per-tb."""
+    usage = subprocess.run(["qemu-aarch64", "-h"], check=True, capture_output=True, text=True).stdout
+    return "-one-insn-per-tb" if "-one-insn-per-tb" in usage else "-singlestep"
+
+
 def executed(binary: Path, part: str, nblocks: int, log: Path) -> int:
     """Instructions qemu-aarch64 executed for one run of the driver (one log line each)."""
     subprocess.run(
-        ["qemu-aarch64", "-cpu", "max", "-singlestep", "-d", "exec,nochain", "-D", str(log), str(binary), part, str(nblocks)],
+        ["qemu-aarch64", "-cpu", "max", one_insn_flag(), "-d", "exec,nochain", "-D", str(log), str(binary), part, str(nblocks)],
         check=True,
         stdout=subprocess.DEVNULL,
     )
