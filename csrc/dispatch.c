@@ -194,6 +194,7 @@ extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_pclmul;
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_aes_armv8; /* ARM64 */
 extern SLS_ENV_HIDDEN const sls_env_ghash_impl sls_env_ghash_pmull;
 extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_sm4e;
+extern SLS_ENV_HIDDEN const sls_env_block_cipher sls_env_sm4_armv8;
 
 /* AES-GCM: VAES + VPCLMULQDQ on zmm (AVX-512), the same on ymm for AVX2-only CPUs with
  * VAES, AES-NI + PCLMULQDQ on xmm, then the portable bitsliced code.  All but
@@ -242,6 +243,13 @@ static const sls_env_gcm_impl sm4gcm_aesni = {
 static const sls_env_gcm_impl sm4gcm_sm4e = {
     "sm4e", SLS_ENV_SM4_GCM, &sls_env_sm4_sm4e, &sls_env_ghash_pmull, NULL,
 };
+/* ARM64 without the SM4 instructions: the S-box through AESE (csrc/sm4/sm4_armv8.c), named
+ * like its AES-GCM sibling as x86's `aesni` is; after `sm4e`, so the default only where
+ * HWCAP_AES is set and HWCAP_SM4 is not.  It runs in fewer instructions per block than
+ * `portable` (docs/BENCHMARKS.md, ARM64). */
+static const sls_env_gcm_impl sm4gcm_armv8 = {
+    "armv8", SLS_ENV_SM4_GCM, &sls_env_sm4_armv8, &sls_env_ghash_pmull, NULL,
+};
 static const sls_env_gcm_impl sm4gcm_portable = {
     "portable", SLS_ENV_SM4_GCM, &sls_env_sm4_portable, &sls_env_ghash_portable, NULL,
 };
@@ -259,6 +267,7 @@ static const sls_env_gcm_impl *const sm4_impls[] = {
     &sm4gcm_vaes256,
     &sm4gcm_aesni,
     &sm4gcm_sm4e,
+    &sm4gcm_armv8,
     &sm4gcm_portable,
 };
 

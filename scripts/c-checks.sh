@@ -10,7 +10,8 @@
 #   fuzz      the libFuzzer harness tests/fuzz/fuzz_batch.c over tests/fuzz/corpus_batch
 #   atheris   every tests/fuzz/fuzz_*.py harness over its tests/fuzz/corpus_* seeds
 #   arm64     the whole kernel cross-compiled for ARM64 (aarch64-linux-gnu-gcc) and kernel_test
-#             run under qemu-aarch64 -cpu max with every ARM64 path, then with them masked
+#             run under qemu-aarch64 -cpu max with every ARM64 path, under -cpu cortex-a57
+#             (AES without SM4), then with AES masked and with all of them masked
 #
 #   bash scripts/c-checks.sh                 # every stage
 #   bash scripts/c-checks.sh asan ct         # some
@@ -223,6 +224,24 @@ stage_arm64() {
     qemu-aarch64 -cpu max "$out/kernel_test_arm64" "$seed" | tee "$out/arm64_max.log"
     grep -q "AES-GCM armv8 .*ok" "$out/arm64_max.log"
     grep -q "SM4-GCM sm4e .*ok" "$out/arm64_max.log"
+    grep -q "SM4-GCM armv8 .*ok" "$out/arm64_max.log"
+    # Cortex-A57 has AES and PMULL but not SM4: the HWCAPs themselves (no masking) must
+    # make SM4-GCM's default the AESE path, with sm4e not on offer (kernel_test prints the
+    # paths in dispatch order, the default first).
+    qemu-aarch64 -cpu cortex-a57 "$out/kernel_test_arm64" "$seed" | tee "$out/arm64_a57.log"
+    if ! grep -m1 "SM4-GCM" "$out/arm64_a57.log" | grep -q "SM4-GCM armv8 .*ok" ||
+        grep -q "sm4e" "$out/arm64_a57.log"; then
+        echo "arm64: on a CPU with AES and no SM4 the SM4-GCM default is not armv8" >&2
+        return 1
+    fi
+    # AES alone masked: neither `armv8` path may run (the SM4 one needs AESE, not only
+    # PMULL), SM4-GCM keeps `sm4e`.
+    SLS_ENVELOPE_DISABLE=aes qemu-aarch64 -cpu max "$out/kernel_test_arm64" "$seed" \
+        | tee "$out/arm64_noaes.log"
+    if grep -q "armv8" "$out/arm64_noaes.log" || ! grep -q "SM4-GCM sm4e .*ok" "$out/arm64_noaes.log"; then
+        echo "arm64: with AES masked an armv8 path ran, or sm4e did not" >&2
+        return 1
+    fi
     SLS_ENVELOPE_DISABLE=aes,pmull,sm4 qemu-aarch64 -cpu max "$out/kernel_test_arm64" "$seed" \
         | tee "$out/arm64_masked.log"
     if grep -qE "armv8|sm4e" "$out/arm64_masked.log"; then

@@ -22,6 +22,7 @@ _PINNED: Dict[str, List[Tuple[str, FrozenSet[str]]]] = {
         ("vaes512", frozenset({"avx512f", "avx512bw", "avx512vl", "vaes", "aesni", "vpclmulqdq", "pclmul"})),
         ("vaes256", frozenset({"avx2", "vaes", "aesni", "vpclmulqdq", "pclmul"})),
         ("aesni", frozenset({"aesni", "ssse3", "sse4.1", "pclmul"})),
+        ("armv8", frozenset({"aes", "pmull"})),  # ARM64
         ("portable", frozenset()),
     ],
     "sm4-gcm": [
@@ -29,6 +30,8 @@ _PINNED: Dict[str, List[Tuple[str, FrozenSet[str]]]] = {
         ("gfni256", frozenset({"avx", "avx2", "ssse3", "gfni", "vpclmulqdq", "pclmul"})),
         ("vaes256", frozenset({"avx", "avx2", "aesni", "ssse3", "vaes", "vpclmulqdq", "pclmul"})),
         ("aesni", frozenset({"avx", "avx2", "aesni", "ssse3", "pclmul"})),
+        ("sm4e", frozenset({"sm4", "pmull"})),  # ARM64
+        ("armv8", frozenset({"aes", "pmull"})),  # ARM64 without SM4: the S-box through AESE
         ("portable", frozenset()),
     ],
 }

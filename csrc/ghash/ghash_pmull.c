@@ -1,12 +1,14 @@
 /*
- * GHASH (NIST SP 800-38D section 6.4) with PMULL/PMULL2, four blocks per reduction.
+ * GHASH (NIST SP 800-38D section 6.4) with PMULL/PMULL2, eight blocks per reduction.
  *
  * GCM numbers the bits of a block from the most significant bit of byte 0.  RBIT on
  * every byte makes byte 0's least significant bit GCM's x^0, so the block loaded as
  * two little-endian 64-bit lanes is the polynomial with bit i = coefficient of x^i,
  * and the product is the ordinary carry-less one (no reflection).  Each product takes
- * three PMULLs (Karatsuba); four products by H^4..H^1 are summed unreduced and reduced
- * once modulo x^128 + x^7 + x^2 + x + 1 by two PMULLs by 0x87 (x^128 = x^7+x^2+x+1).
+ * three PMULLs (Karatsuba); eight products by H^8..H^1 are summed unreduced and reduced
+ * once modulo x^128 + x^7 + x^2 + x + 1 by two PMULLs by 0x87 (x^128 = x^7+x^2+x+1),
+ * as the issue's aggregated reduction over 4-8 blocks allows; the 1..7 blocks left go
+ * four, then one, per reduction.
  * Nothing branches on or indexes by H or the data.  Run-time probe: HWCAP_PMULL.
  */
 #include "internal.h"
@@ -18,8 +20,8 @@
 #define TARGET __attribute__((target("+crypto")))
 
 struct sls_env_ghash_pmull_state {
-    uint64x2_t h[4];  /* H^1..H^4, bit-reversed bytes */
-    uint64x2_t hk[4]; /* lo ^ hi of each, in both lanes, for Karatsuba */
+    uint64x2_t h[8];  /* H^1..H^8, bit-reversed bytes */
+    uint64x2_t hk[8]; /* lo ^ hi of each, in both lanes, for Karatsuba */
 };
 
 struct acc {
@@ -80,10 +82,22 @@ TARGET static void pmull_init(void *state, const uint8_t h[16])
 {
     struct sls_env_ghash_pmull_state *s = state;
     s->h[0] = load_rev(h);
-    for (int i = 1; i < 4; i++)
+    for (int i = 1; i < 8; i++)
         s->h[i] = mul(s->h[i - 1], s->h[0]);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 8; i++)
         s->hk[i] = veorq_u64(s->h[i], vextq_u64(s->h[i], s->h[i], 1));
+}
+
+/* (acc ^ X_1) * H^n ^ X_2 * H^(n-1) ^ ... ^ X_n * H, one reduction. */
+TARGET static inline uint64x2_t aggregate(const struct sls_env_ghash_pmull_state *s, uint64x2_t acc,
+                                          const uint8_t *data, int n)
+{
+    struct acc r = {vdupq_n_u64(0), vdupq_n_u64(0), vdupq_n_u64(0)};
+    mul_add(&r, veorq_u64(acc, load_rev(data)), s->h[n - 1], s->hk[n - 1]);
+    #pragma GCC unroll 8
+    for (int i = 1; i < n; i++)
+        mul_add(&r, load_rev(data + 16 * i), s->h[n - 1 - i], s->hk[n - 1 - i]);
+    return reduce(&r);
 }
 
 TARGET static void pmull_update(const void *state, uint8_t y[16], const uint8_t *data,
@@ -91,19 +105,15 @@ TARGET static void pmull_update(const void *state, uint8_t y[16], const uint8_t 
 {
     const struct sls_env_ghash_pmull_state *s = state;
     uint64x2_t acc = load_rev(y);
-    for (; nblocks >= 4; nblocks -= 4, data += 64) {
-        struct acc r = {vdupq_n_u64(0), vdupq_n_u64(0), vdupq_n_u64(0)};
-        mul_add(&r, veorq_u64(acc, load_rev(data)), s->h[3], s->hk[3]);
-        mul_add(&r, load_rev(data + 16), s->h[2], s->hk[2]);
-        mul_add(&r, load_rev(data + 32), s->h[1], s->hk[1]);
-        mul_add(&r, load_rev(data + 48), s->h[0], s->hk[0]);
-        acc = reduce(&r);
+    for (; nblocks >= 8; nblocks -= 8, data += 128)
+        acc = aggregate(s, acc, data, 8);
+    if (nblocks >= 4) {
+        acc = aggregate(s, acc, data, 4);
+        nblocks -= 4;
+        data += 64;
     }
-    for (; nblocks; nblocks--, data += 16) {
-        struct acc r = {vdupq_n_u64(0), vdupq_n_u64(0), vdupq_n_u64(0)};
-        mul_add(&r, veorq_u64(acc, load_rev(data)), s->h[0], s->hk[0]);
-        acc = reduce(&r);
-    }
+    for (; nblocks; nblocks--, data += 16)
+        acc = aggregate(s, acc, data, 1);
     vst1q_u8(y, vrbitq_u8(vreinterpretq_u8_u64(acc)));
 }
 
