@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from targets import compare  # the alternating timer, one definition
 
 from sls_envelope import AESGCM, KeyManager
-from sls_envelope.bench import cpu_model, format_size, parse_size
+from sls_envelope.bench import cpu_model
 from sls_envelope.kms import LocalKms
+from sls_envelope.sizes import format_size, parse_size
 
 AAD = b"project/logstore"
 Pair = Tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]  # (encrypt, decrypt)

@@ -26,12 +26,11 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM as OpenSslAesGcm
 
 from .aead import AESGCM, SM4GCM, available_implementations
+from .sizes import KIB, MIB, format_size
 
 __all__ = ["BenchRow", "DEFAULT_SIZES", "bench_environment", "cpu_model", "openssl_sm4_gcm", "run_bench",
-           "parse_size", "format_size", "series", "plot"]
+           "series", "plot"]
 
-KIB = 1024
-MIB = 1024 * KIB
 DEFAULT_SIZES = (64, 256, KIB, 4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, MIB)
 #: gmssl's SM4 is pure Python (~0.1 MB/s): larger sizes would only burn time.
 GMSSL_MAX_SIZE = KIB
@@ -96,30 +95,6 @@ def bench_environment() -> Dict[str, Any]:
         "python": platform.python_version(),
         "batch": f"encrypt_many of about {format_size(BATCH_BYTES)} per call, at most {BATCH_MAX_MESSAGES} messages",
     }
-
-
-def parse_size(text: str) -> int:
-    """``"64"``, ``"16K"``, ``"16KiB"``, ``"1M"``, ``"1MiB"`` -> bytes (binary units)."""
-    raw = text.strip().lower().removesuffix("ib").removesuffix("b")
-    scale = 1
-    if raw and raw[-1] in "km":
-        scale = KIB if raw[-1] == "k" else MIB
-        raw = raw[:-1]
-    try:
-        value = int(raw) * scale
-    except ValueError:
-        raise ValueError(f"not a size: {text!r} (examples: 64, 16K, 1M)") from None
-    if not 1 <= value <= 64 * MIB:
-        raise ValueError(f"size {text!r} must be from 1 byte to 64 MiB")
-    return value
-
-
-def format_size(size: int) -> str:
-    if size >= MIB and size % MIB == 0:
-        return f"{size // MIB} MiB"
-    if size >= KIB and size % KIB == 0:
-        return f"{size // KIB} KiB"
-    return f"{size} B"
 
 
 def _seconds_per_call(call: Callable[[], Any], min_time: float, repeat: int) -> float:

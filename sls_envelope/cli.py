@@ -23,7 +23,6 @@ from typing import Any, BinaryIO, Callable, Dict, Iterator, List, NoReturn, Opti
 from . import __version__
 from .exceptions import ConfigError, KeyInvalidError, KmsUnavailableError, SlsEnvelopeError
 from .home import ENV_VAR, Home
-from .names import SLS_MIN_NAME, check_logstore_name, check_project_name
 from .kms.local import (
     BYOK_ROLE_POLICIES,
     LocalKms,
@@ -31,6 +30,8 @@ from .kms.local import (
     iso_utc,
     log_service_trust_policy,
 )
+from .names import SLS_MIN_NAME, check_logstore_name, check_project_name
+from .sizes import format_size, parse_size
 
 __all__ = ["main", "build_parser"]
 
@@ -140,8 +141,6 @@ def _json_arg(text: str, what: str) -> Any:
 
 
 def _size(text: str) -> int:
-    from .bench import parse_size
-
     try:
         return parse_size(text)
     except ValueError as exc:
@@ -237,6 +236,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_demo(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("demo", parents=[common],
+                       help="the whole job end to end on the embedded KMS, with throughput (~10 s)",
+                       description="Runs in a temporary directory of its own (--home is not touched): a CMK "
+                                   "and a RAM role, an AES service-key and an SM4 BYOK Logstore, a log stream "
+                                   "sealed and opened through both, the CMK disabled and enabled again.")
+    p.add_argument("--records", type=_positive_int, default=200_000, help="access-log records (default 200000)")
+    p.add_argument("--batch-size", type=_size, default=256 * 1024, metavar="SIZE",
+                   help="batch size, e.g. 256K (default)")
+    p.set_defaults(handler=_cmd_demo)
+
+
 # ---- logstore ----------------------------------------------------------------------------------
 
 
@@ -307,6 +318,17 @@ def _cmd_logstore_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_logstore_create(logstore: Any, common: argparse.ArgumentParser) -> None:
+    p = logstore.add_parser("create", parents=[common], help="create a Logstore with an encrypt_conf")
+    p.add_argument("logstore", type=_new_logstore_ref, metavar="PROJECT/LOGSTORE")
+    p.add_argument("--encrypt-conf", metavar="JSON|@FILE",
+                   help='the encrypt_conf (default {"enable": true, "encrypt_type": "default"}: AES-256-GCM '
+                        'with a service key; add user_cmk_info for BYOK)')
+    p.add_argument("--as-user", metavar="USER", help="act as this RAM user (kms create-user): a BYOK conf "
+                                                    "then needs ram:PassRole on its role")
+    p.set_defaults(handler=_cmd_logstore_create)
+
+
 def _cmd_logstore_update(args: argparse.Namespace) -> int:
     """UpdateLogstore's encrypt_conf (or an UpdateLogStoreEncryption body): the rules of
     KeyManager.update_logstore (docs/LOGSTORE.md)."""
@@ -326,7 +348,7 @@ def _cmd_logstore_update(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_logstore_update(logstore: Any, common: argparse.ArgumentParser) -> None:
+def _register_logstore_update(logstore: Any, common: argparse.ArgumentParser) -> None:
     p = logstore.add_parser("update", parents=[common],
                             help="update a Logstore's encrypt_conf (only enable may change)")
     p.add_argument("logstore", type=_logstore_ref, metavar="PROJECT/LOGSTORE")
@@ -360,6 +382,12 @@ def _cmd_logstore_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_logstore_show(logstore: Any, common: argparse.ArgumentParser) -> None:
+    p = logstore.add_parser("show", parents=[common], help="show a Logstore's encryption")
+    p.add_argument("logstore", type=_logstore_ref, metavar="PROJECT/LOGSTORE")
+    p.set_defaults(handler=_cmd_logstore_show)
+
+
 def _cmd_logstore_list(args: argparse.Namespace) -> int:
     manager = _manager(args)
     try:
@@ -378,6 +406,12 @@ def _cmd_logstore_list(args: argparse.Namespace) -> int:
           r["cmk_key_id"] or "-", r["cmk_state"] or "-", r["created_at"]] for r in records],
     )
     return 0
+
+
+def _register_logstore_list(logstore: Any, common: argparse.ArgumentParser) -> None:
+    p = logstore.add_parser("list", parents=[common], help="list Logstores")
+    p.add_argument("project", nargs="?", metavar="PROJECT", help="only this project's")
+    p.set_defaults(handler=_cmd_logstore_list)
 
 
 def _cmd_logstore_delete(args: argparse.Namespace) -> int:
@@ -403,12 +437,30 @@ def _cmd_logstore_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_logstore_delete(logstore: Any, common: argparse.ArgumentParser) -> None:
+def _register_logstore_delete(logstore: Any, common: argparse.ArgumentParser) -> None:
     p = logstore.add_parser("delete", parents=[common],
                             help="delete a Logstore and its data key (its sealed data becomes unreadable)")
     p.add_argument("logstore", type=_logstore_ref, metavar="PROJECT/LOGSTORE")
     p.add_argument("--yes", action="store_true", help="confirm: data sealed under the key is lost")
     p.set_defaults(handler=_cmd_logstore_delete)
+
+
+#: Each adds one ``logstore`` subcommand.
+LOGSTORE_COMMANDS: List[Callable[[Any, argparse.ArgumentParser], None]] = [
+    _register_logstore_create,
+    _register_logstore_show,
+    _register_logstore_list,
+    _register_logstore_update,
+    _register_logstore_delete,
+]
+
+
+def _register_logstore(sub: Any, common: argparse.ArgumentParser) -> None:
+    logstore = sub.add_parser("logstore", help="create, show, list and delete Logstores").add_subparsers(
+        dest="logstore_command", metavar="COMMAND", parser_class=_Parser)
+    logstore.required = True
+    for register in LOGSTORE_COMMANDS:
+        register(logstore, common)
 
 
 # ---- kms ------------------------------------------------------------------------------------------
@@ -706,6 +758,14 @@ KMS_COMMANDS: List[Callable[[Any, argparse.ArgumentParser], None]] = [
 ]
 
 
+def _register_kms(sub: Any, common: argparse.ArgumentParser) -> None:
+    kms = sub.add_parser("kms", help="the embedded KMS: CMKs and RAM roles").add_subparsers(
+        dest="kms_command", metavar="COMMAND", parser_class=_Parser)
+    kms.required = True
+    for register in KMS_COMMANDS:
+        register(kms, common)
+
+
 # ---- encrypt and decrypt ----------------------------------------------------------------------------
 
 
@@ -836,11 +896,34 @@ def _cmd_decrypt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_stream_arguments(sub: Any, common: argparse.ArgumentParser, name: str, verb: str) -> Any:
+    """The arguments encrypt and decrypt share."""
+    p = sub.add_parser(name, parents=[common], help=f"{verb} a file of any size as a framed stream "
+                                                    "(docs/STREAM.md)")
+    p.add_argument("logstore", type=_logstore_ref, metavar="PROJECT/LOGSTORE")
+    p.add_argument("input", metavar="IN", help="input file, or - for stdin")
+    p.add_argument("output", metavar="OUT",
+                   help="output file (written whole or not at all), or - for stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    return p
+
+
+def _register_encrypt(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = _add_stream_arguments(sub, common, "encrypt", "seal")
+    p.add_argument("--chunk-size", type=_size, default=1 << 20, metavar="SIZE",
+                   help="plaintext bytes per frame (default 1M)")
+    p.set_defaults(handler=_cmd_encrypt)
+
+
+def _register_decrypt(sub: Any, common: argparse.ArgumentParser) -> None:
+    _add_stream_arguments(sub, common, "decrypt", "verify and open").set_defaults(handler=_cmd_decrypt)
+
+
 # ---- bench ------------------------------------------------------------------------------------------
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import DEFAULT_SIZES, bench_environment, format_size, plot, run_bench
+    from .bench import DEFAULT_SIZES, bench_environment, plot, run_bench
 
     if args.plot is not None:
         try:
@@ -883,7 +966,32 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_bench(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("bench", parents=[common],
+                       help="AES-GCM and SM4-GCM against cryptography (and gmssl) on this CPU")
+    p.add_argument("--sizes", type=_size, nargs="+", metavar="SIZE",
+                   help="message sizes, e.g. 64 1K 16K 1M (default 64 B to 1 MiB)")
+    p.add_argument("--algorithm", choices=("aes", "sm4", "both"), default="both")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw a log-log chart (needs matplotlib)")
+    p.add_argument("--min-time", type=_positive_float, default=0.02, metavar="SECONDS",
+                   help="each round lasts at least this long (default 0.02)")
+    p.add_argument("--repeat", type=_positive_int, default=5, help="rounds per figure; the best counts (default 5)")
+    p.set_defaults(handler=_cmd_bench)
+
+
 # ---- the parser ----------------------------------------------------------------------------------------
+
+
+#: Each adds one top-level command (a group adds its own subcommands), in the order help lists them.
+COMMANDS: List[Callable[[Any, argparse.ArgumentParser], None]] = [
+    _register_demo,
+    _register_serve,
+    _register_logstore,
+    _register_kms,
+    _register_encrypt,
+    _register_decrypt,
+    _register_bench,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -912,69 +1020,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show a traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-
-    p = sub.add_parser("demo", parents=[common],
-                       help="the whole job end to end on the embedded KMS, with throughput (~10 s)",
-                       description="Runs in a temporary directory of its own (--home is not touched): a CMK "
-                                   "and a RAM role, an AES service-key and an SM4 BYOK Logstore, a log stream "
-                                   "sealed and opened through both, the CMK disabled and enabled again.")
-    p.add_argument("--records", type=_positive_int, default=200_000, help="access-log records (default 200000)")
-    p.add_argument("--batch-size", type=_size, default=256 * 1024, metavar="SIZE",
-                   help="batch size, e.g. 256K (default)")
-    p.set_defaults(handler=_cmd_demo)
-    _register_serve(sub, common)
-
-    logstore = sub.add_parser("logstore", help="create, show, list and delete Logstores").add_subparsers(
-        dest="logstore_command", metavar="COMMAND", parser_class=_Parser)
-    logstore.required = True
-    p = logstore.add_parser("create", parents=[common], help="create a Logstore with an encrypt_conf")
-    p.add_argument("logstore", type=_new_logstore_ref, metavar="PROJECT/LOGSTORE")
-    p.add_argument("--encrypt-conf", metavar="JSON|@FILE",
-                   help='the encrypt_conf (default {"enable": true, "encrypt_type": "default"}: AES-256-GCM '
-                        'with a service key; add user_cmk_info for BYOK)')
-    p.add_argument("--as-user", metavar="USER", help="act as this RAM user (kms create-user): a BYOK conf "
-                                                    "then needs ram:PassRole on its role")
-    p.set_defaults(handler=_cmd_logstore_create)
-    p = logstore.add_parser("show", parents=[common], help="show a Logstore's encryption")
-    p.add_argument("logstore", type=_logstore_ref, metavar="PROJECT/LOGSTORE")
-    p.set_defaults(handler=_cmd_logstore_show)
-    p = logstore.add_parser("list", parents=[common], help="list Logstores")
-    p.add_argument("project", nargs="?", metavar="PROJECT", help="only this project's")
-    p.set_defaults(handler=_cmd_logstore_list)
-
-    kms = sub.add_parser("kms", help="the embedded KMS: CMKs and RAM roles").add_subparsers(
-        dest="kms_command", metavar="COMMAND", parser_class=_Parser)
-    kms.required = True
-    for register in KMS_COMMANDS:
-        register(kms, common)
-
-    for name, verb in (("encrypt", "seal"), ("decrypt", "verify and open")):
-        p = sub.add_parser(name, parents=[common], help=f"{verb} a file of any size as a framed stream "
-                                                        "(docs/STREAM.md)")
-        p.add_argument("logstore", type=_logstore_ref, metavar="PROJECT/LOGSTORE")
-        p.add_argument("input", metavar="IN", help="input file, or - for stdin")
-        p.add_argument("output", metavar="OUT",
-                       help="output file (written whole or not at all), or - for stdout")
-        p.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
-        if name == "encrypt":
-            p.add_argument("--chunk-size", type=_size, default=1 << 20, metavar="SIZE",
-                           help="plaintext bytes per frame (default 1M)")
-            p.set_defaults(handler=_cmd_encrypt)
-        else:
-            p.set_defaults(handler=_cmd_decrypt)
-
-    p = sub.add_parser("bench", parents=[common],
-                       help="AES-GCM and SM4-GCM against cryptography (and gmssl) on this CPU")
-    p.add_argument("--sizes", type=_size, nargs="+", metavar="SIZE",
-                   help="message sizes, e.g. 64 1K 16K 1M (default 64 B to 1 MiB)")
-    p.add_argument("--algorithm", choices=("aes", "sm4", "both"), default="both")
-    p.add_argument("--plot", metavar="FILE.png", help="also draw a log-log chart (needs matplotlib)")
-    p.add_argument("--min-time", type=_positive_float, default=0.02, metavar="SECONDS",
-                   help="each round lasts at least this long (default 0.02)")
-    p.add_argument("--repeat", type=_positive_int, default=5, help="rounds per figure; the best counts (default 5)")
-    p.set_defaults(handler=_cmd_bench)
-    _add_logstore_update(logstore, common)
-    _add_logstore_delete(logstore, common)
+    for register in COMMANDS:
+        register(sub, common)
     return parser
 
 

@@ -10,8 +10,11 @@ session's 4-byte prefix and a 64-bit big-endian counter, which C writes.
 Forks: :func:`fork_generation` counts the forks of this process's line (a
 ``pthread_atfork`` handler in ``csrc/util.c``, so a libc ``fork()`` that skips Python's
 ``os.register_at_fork`` hooks counts too).  :meth:`RecordKey.seal` takes the generation
-its session began in; C refuses to seal, raising :class:`ProcessForked`, if the process
-has forked since, so a child never continues its parent's nonce sequence.
+its session began in, and so does :meth:`RecordKey.seal_many`; C refuses to seal,
+raising :class:`ProcessForked`, if the process has forked since, so a child never
+continues its parent's nonce sequence.  This check in C is the only one: the Python
+side's ``os.register_at_fork`` hook (:mod:`sls_envelope.session_codec`) merely saves an
+``os.fork()`` child the refused first call.
 """
 
 from __future__ import annotations
@@ -72,16 +75,21 @@ class RecordKey:
             raise_for(rc)
         return _unpack(out, HEADER_LEN + size + TAG_SIZE)  # type: ignore[no-any-return]
 
-    def seal_many(self, header: bytes, prefix: bytes, counter0: int, messages: Sequence[Buffer]) -> List[bytes]:
-        """Records of messages, record i with nonce prefix || be64(counter0 + i).  One C call."""
+    def seal_many(
+        self, header: bytes, prefix: bytes, counter0: int, messages: Sequence[Buffer], fork_gen: int
+    ) -> List[bytes]:
+        """Records of messages, record i with nonce prefix || be64(counter0 + i), in one C
+        call.  Raises ProcessForked, sealing nothing, as seal() does."""
         packed = Packed(messages, "messages")
         sizes = shifted(packed, HEADER_LEN + TAG_SIZE)
         buf = scratch(sum(sizes))
         rc = lib.sls_env_seal_records(
             self._ctx, header, HEADER_LEN, NONCE_OFFSET, prefix, counter0,
-            len(sizes), packed.blob, packed.lens, packed.each, buf,
+            len(sizes), packed.blob, packed.lens, packed.each, buf, fork_gen,
         )
         if rc != lib.SLS_ENV_OK:
+            if rc == _ERR_FORKED:
+                raise ProcessForked()
             raise_for(rc)
         return split(buf, sizes)
 

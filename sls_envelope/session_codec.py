@@ -5,8 +5,8 @@ knows the Logstore's data key, key_ref and context but nothing of KMSs.  Here li
 nonce policy: each process session derives its key (format.session_info, format._derive)
 under a fresh salt and counts nonces from 0; a new session starts before
 ``SESSION_MAX_BATCHES`` batches or ``SESSION_MAX_BYTES`` bytes, in every forked child
-(the at-fork hook below, and the fork-generation check for a libc fork() that skips
-it) and in every new process.  Records are sealed and opened through
+(the at-fork hook below, and C's fork-generation check, :mod:`sls_envelope.records`,
+for a libc fork() that skips it) and in every new process.  Records are sealed and opened through
 :class:`~sls_envelope.records.RecordKey`, one per session; sealing many batches is one C
 call (``RecordKey.seal_many``): the header template is copied and the nonce counter
 written in C.
@@ -169,7 +169,6 @@ class BatchCodec:
         session = self._session
         if (
             session is None
-            or session.fork_gen != fork_generation()  # forked without the at-fork hook running
             or session.next + count > self._max_batches
             or (session.used and session.used + size > self._max_bytes)
         ):
@@ -202,10 +201,7 @@ class BatchCodec:
             try:
                 return session.key.seal(session.header, session.prefix, counter, batch, session.fork_gen)
             except ProcessForked:
-                # A fork that bypassed os.register_at_fork: drop the parent's session.
-                with self._lock:
-                    if self._session is session:
-                        self._session = None
+                self._drop_forked(session)
 
     def seal_many(self, batches: Sequence[Buffer]) -> List[bytes]:
         count = len(batches)
@@ -215,26 +211,42 @@ class BatchCodec:
             total = sum(map(len, batches))
         except TypeError:
             raise TypeError("every batch must be bytes, bytearray or memoryview") from None
+        while True:
+            # As in seal(), forks are checked in C (RecordKey.seal_many) against each
+            # session's fork generation, not here.
+            with self._lock:
+                session = self._session
+                if (
+                    session is not None
+                    and session.next + count <= self._max_batches
+                    and session.used + total <= self._max_bytes
+                ):
+                    plan: _Plan = [(session, session.next, 0, count)]
+                    session.next += count
+                    session.used += total
+                else:
+                    plan = self._plan(batches)
+            sealing, counter0, _, _ = plan[0]
+            try:
+                if len(plan) == 1:
+                    return sealing.key.seal_many(sealing.header, sealing.prefix, counter0, batches, sealing.fork_gen)
+                out: List[bytes] = []
+                for sealing, counter0, first, end in plan:
+                    out += sealing.key.seal_many(
+                        sealing.header, sealing.prefix, counter0, batches[first:end], sealing.fork_gen
+                    )
+                return out
+            except ProcessForked:
+                # Whatever this call sealed before the refusal is dropped with it: its
+                # counters stay used, so nothing is sealed twice on the retry.
+                self._drop_forked(sealing)
+
+    def _drop_forked(self, session: _Session) -> None:
+        """Forget a session C refused because the process forked after it began (a fork
+        that bypassed os.register_at_fork); the caller then retries under a new one."""
         with self._lock:
-            session = self._session
-            if (
-                session is not None
-                and session.fork_gen == fork_generation()
-                and session.next + count <= self._max_batches
-                and session.used + total <= self._max_bytes
-            ):
-                plan: _Plan = [(session, session.next, 0, count)]
-                session.next += count
-                session.used += total
-            else:
-                plan = self._plan(batches)
-        if len(plan) == 1:
-            session, counter0, _, _ = plan[0]
-            return session.key.seal_many(session.header, session.prefix, counter0, batches)
-        out: List[bytes] = []
-        for session, counter0, first, end in plan:
-            out += session.key.seal_many(session.header, session.prefix, counter0, batches[first:end])
-        return out
+            if self._session is session:
+                self._session = None
 
     def _plan(self, batches: Sequence[Buffer]) -> _Plan:
         """Split a call across sessions at the batch and byte limits (lock held)."""

@@ -41,13 +41,19 @@ def assert_context_bound(kms: KmsClient, data_key: DataKey, context: Mapping[str
 
 
 def assert_tamper_rejected(kms: KmsClient, data_key: DataKey, context: Mapping[str, str] = CONTEXT) -> None:
+    """A changed blob and an empty one are malformed ciphertexts (KeyInvalidError,
+    InvalidCiphertext); a blob that is not bytes is a bad argument (ValueError), as
+    kms/base.py's error contract says, whatever the backend."""
     blob = bytearray(data_key.ciphertext_blob)
     blob[-3] ^= 0x01
     with pytest.raises(KeyInvalidError) as info:
         kms.decrypt(bytes(blob), context=context)
     assert info.value.code == "InvalidCiphertext"
-    with pytest.raises(KeyInvalidError):
+    with pytest.raises(KeyInvalidError) as info:
         kms.decrypt(b"", context=context)
+    assert info.value.code == "InvalidCiphertext"
+    with pytest.raises(ValueError):
+        kms.decrypt(data_key.ciphertext_blob.hex(), context=context)  # type: ignore[arg-type]
 
 
 def assert_hidden(secrets: Iterable[bytes], *texts: str) -> None:

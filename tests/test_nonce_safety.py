@@ -296,10 +296,11 @@ def test_inspect_reports_what_the_format_says() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_libc_fork_then_batch_and_single_seals_never_repeat_a_nonce() -> None:
-    """Issue 18 item 8: after a libc fork() (no Python at-fork hook), encrypt_many takes
-    the batch path, which only the codec's fork-generation check protects; with that
-    check removed the child reused the parent's session and counters.  Both sides seal
-    batches and single records after the fork."""
+    """Issue 18 item 8: after a libc fork() (no Python at-fork hook), the child's first
+    call is encrypt_many, the batch path.  Only C's fork check (sls_env_seal_records
+    against the session's fork generation) keeps it off the parent's session: without
+    it the child reused the parent's session and counters.  Both sides seal batches and
+    single records after the fork."""
     manager, cipher = _cipher()
     before = cipher.encrypt_many([b"parent before %d" % i for i in range(10)])
     libc = ctypes.CDLL(None, use_errno=True)
@@ -313,11 +314,32 @@ def test_libc_fork_then_batch_and_single_seals_never_repeat_a_nonce() -> None:
     parent_after = (cipher.encrypt_many([b"parent many %d" % i for i in range(50)])
                     + [cipher.encrypt(b"parent one %d" % i) for i in range(20)]
                     + cipher.encrypt_many([b"parent many again %d" % i for i in range(50)]))
+    _assert_unique(_pairs(before + child_blobs + parent_after))
     parent_sessions = {fmt.inspect(b)["session"] for b in before + parent_after}
     assert parent_sessions.isdisjoint({fmt.inspect(b)["session"] for b in child_blobs})
-    _assert_unique(_pairs(before + child_blobs + parent_after))
     assert cipher.decrypt_many(child_blobs[:1]) == [b"child many 0"]
     manager.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_libc_fork_then_a_batch_across_the_session_limit_never_repeats_a_nonce() -> None:
+    """The same with a batch that spans the parent's session and a new one (a session
+    limit of 64 batches, 40 used before the fork): C refuses the parent's part, so the
+    child's whole call is sealed again under sessions of its own."""
+    codec = BatchCodec("aes-256-gcm", bytes(range(32)), bytes(16), "proj", "store", max_batches=64)
+    before = codec.seal_many([b"parent before %d" % i for i in range(40)])
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def child_work() -> List[bytes]:
+        return codec.seal_many([b"child %d" % i for i in range(50)]) + [codec.seal(b"child one")]
+
+    child_blobs = _in_child(lambda: int(libc.fork()), child_work)
+    parent_after = codec.seal_many([b"parent %d" % i for i in range(50)]) + [codec.seal(b"parent one")]
+    _assert_unique(_pairs(before + child_blobs + parent_after))
+    parent_sessions = {fmt.inspect(b)["session"] for b in before + parent_after}
+    assert parent_sessions.isdisjoint({fmt.inspect(b)["session"] for b in child_blobs})
+    assert codec.open_many(child_blobs) == [b"child %d" % i for i in range(50)] + [b"child one"]
+    codec.wipe()
 
 
 def test_nonce_counters_run_0_1_2_without_gap_or_repeat(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -331,9 +353,10 @@ def test_nonce_counters_run_0_1_2_without_gap_or_repeat(monkeypatch: pytest.Monk
         handed.setdefault(prefix, []).append(counter)
         return real_one(self, header, prefix, counter, message, fork_gen)
 
-    def many(self: RecordKey, header: bytes, prefix: bytes, counter0: int, messages: Sequence[bytes]) -> List[bytes]:
+    def many(self: RecordKey, header: bytes, prefix: bytes, counter0: int, messages: Sequence[bytes],
+             fork_gen: int) -> List[bytes]:
         handed.setdefault(prefix, []).extend(range(counter0, counter0 + len(messages)))
-        return real_many(self, header, prefix, counter0, messages)
+        return real_many(self, header, prefix, counter0, messages, fork_gen)
 
     monkeypatch.setattr(RecordKey, "seal", one)
     monkeypatch.setattr(RecordKey, "seal_many", many)

@@ -138,8 +138,12 @@ int sls_env_aead_decrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *
 int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t header_len,
                          size_t nonce_offset, const uint8_t *nonce_prefix, uint64_t counter0,
                          size_t n, const uint8_t *in, const size_t *in_lens, size_t in_len_each,
-                         uint8_t *out)
+                         uint8_t *out, uint64_t fork_generation)
 {
+    /* The fork check first: a child (of os.fork or of a libc fork() that ran no Python
+     * hook) must not continue the nonce sequence of a session its parent began. */
+    if (fork_generation != sls_env_fork_generation())
+        return SLS_ENV_ERR_FORKED;
     if (ctx == NULL || header == NULL || nonce_prefix == NULL || (n && out == NULL) ||
         !format_layout_ok(header_len, nonce_offset))
         return SLS_ENV_ERR_ARG;
@@ -215,12 +219,12 @@ char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header
     uint8_t *buf = NULL;
     int rc = SLS_ENV_ERR_TOO_LONG;
     if (fork_generation != sls_env_fork_generation()) {
-        rc = SLS_ENV_ERR_FORKED;
+        rc = SLS_ENV_ERR_FORKED; /* before taking scratch memory; seal_records checks again */
     } else if (header_len <= SIZE_MAX / 2 && in_len <= SIZE_MAX - 64 - header_len - SLS_ENV_TAG_LEN - pad) {
         buf = sls_env_scratch(pad + header_len + in_len + SLS_ENV_TAG_LEN);
         rc = buf == NULL ? SLS_ENV_ERR_NOMEM
                          : sls_env_seal_records(ctx, header, header_len, nonce_offset, nonce_prefix,
-                                                counter, 1, in, NULL, in_len, buf + pad);
+                                                counter, 1, in, NULL, in_len, buf + pad, fork_generation);
     }
     if (rc == SLS_ENV_OK)
         return (char *)buf + pad;

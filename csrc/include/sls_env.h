@@ -121,17 +121,21 @@ int sls_env_aead_decrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *
 /*
  * Records: self-describing sealed messages laid out as header || C || T, where the
  * header is also the AAD and holds the 12-byte nonce at nonce_offset (the batch
- * format of sls_envelope.format).  Sealing takes a header template and gives record
- * i the nonce nonce_prefix (4 bytes) || big-endian 64-bit (counter0 + i), written
- * into its header.  Messages are packed as in sls_env_aead_encrypt_many; records
- * come out back to back, record i being header_len + in_len(i) + 16 bytes.
+ * format of sls_envelope.format; csrc/gcm/records.c).  Sealing takes a header template
+ * and gives record i the nonce nonce_prefix (4 bytes) || big-endian 64-bit
+ * (counter0 + i), written into its header.  Messages are packed as in
+ * sls_env_aead_encrypt_many; records come out back to back, record i being
+ * header_len + in_len(i) + 16 bytes.  fork_generation is sls_env_fork_generation() as
+ * it was when the caller's nonce session began: if the process has forked since,
+ * nothing is sealed and the result is SLS_ENV_ERR_FORKED, so a child never continues
+ * its parent's nonce sequence.
  * Opening takes one record and writes its plaintext to the calling thread's scratch
  * buffer (NULL on error, code in sls_env_last_error()).
  */
 int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t header_len,
                          size_t nonce_offset, const uint8_t *nonce_prefix, uint64_t counter0,
                          size_t n, const uint8_t *in, const size_t *in_lens, size_t in_len_each,
-                         uint8_t *out);
+                         uint8_t *out, uint64_t fork_generation);
 char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t record_len,
                           size_t header_len, size_t nonce_offset);
 /* Many records of one session: each record's header must equal the template outside
@@ -146,9 +150,7 @@ int sls_env_open_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
 /* One record sealed into the calling thread's scratch buffer, placed so that its
  * ciphertext starts on a 64-byte boundary (wide stores then never split a cache
  * line); returns the record's first byte, or NULL with sls_env_last_error().
- * fork_generation is sls_env_fork_generation() as it was when the caller's nonce
- * session began: if the process has forked since, nothing is sealed and the error
- * is SLS_ENV_ERR_FORKED, so a child never continues its parent's nonce sequence. */
+ * fork_generation as in sls_env_seal_records (SLS_ENV_ERR_FORKED after a fork). */
 char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header,
                                   size_t header_len, size_t nonce_offset,
                                   const uint8_t *nonce_prefix, uint64_t counter,

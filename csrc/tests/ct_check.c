@@ -140,7 +140,8 @@ static void check_impl(int alg, const char *impl)
         expect(sls_env_aead_decrypt_many(ctx, 3, nonces, header, NULL, 24, 1, out, ct_lens, 0,
                                          plain, &failed_index) == SLS_ENV_OK, "decrypt_many");
         uint8_t prefix[4] = {9, 9, 9, 9}, records[3 * 24 + 137 + 48];
-        expect(sls_env_seal_records(ctx, header, 24, 4, prefix, 1000, 3, in, lens, 0, records) ==
+        expect(sls_env_seal_records(ctx, header, 24, 4, prefix, 1000, 3, in, lens, 0, records,
+                                    sls_env_fork_generation()) ==
                    SLS_ENV_OK, "seal_records");
         PUBLIC(records, sizeof records);
         const char *one = sls_env_seal_record_scratch(ctx, header, 24, 4, prefix, 2000, in, 100,

@@ -437,7 +437,7 @@ static void records_api(int alg, const char *impl)
         uint8_t *in = xmalloc(total + 1), *out = xmalloc(total + n * (header_len + 16));
         rnd_fill(in, total);
         CHECK(sls_env_seal_records(ctx, header, header_len, nonce_offset, prefix, counter0, n, in,
-                                   lens, 0, out) == SLS_ENV_OK,
+                                   lens, 0, out, sls_env_fork_generation()) == SLS_ENV_OK,
               "%s round %d", what, round);
         uint8_t *rec = out, *m = in;
         for (size_t i = 0; i < n; i++) {
@@ -647,20 +647,24 @@ static void bad_arguments(void)
 
     /* Records. */
     uint8_t header[32] = {0}, prefix[4] = {0};
-    CHECK(sls_env_seal_records(ctx, header, 20, 9, prefix, 0, 1, buf, NULL, 4, out) ==
+    uint64_t gen = sls_env_fork_generation();
+    CHECK(sls_env_seal_records(ctx, header, 20, 9, prefix, 0, 1, buf, NULL, 4, out, gen) ==
               SLS_ENV_ERR_ARG, "nonce past the header end");
-    CHECK(sls_env_seal_records(ctx, header, 11, 0, prefix, 0, 1, buf, NULL, 4, out) ==
+    CHECK(sls_env_seal_records(ctx, header, 11, 0, prefix, 0, 1, buf, NULL, 4, out, gen) ==
               SLS_ENV_ERR_ARG, "header shorter than a nonce");
-    CHECK(sls_env_seal_records(ctx, header, 20, 21, prefix, 0, 1, buf, NULL, 4, out) ==
+    CHECK(sls_env_seal_records(ctx, header, 20, 21, prefix, 0, 1, buf, NULL, 4, out, gen) ==
               SLS_ENV_ERR_ARG, "nonce offset past header");
-    CHECK(sls_env_seal_records(ctx, NULL, 20, 0, prefix, 0, 1, buf, NULL, 4, out) ==
+    CHECK(sls_env_seal_records(ctx, NULL, 20, 0, prefix, 0, 1, buf, NULL, 4, out, gen) ==
               SLS_ENV_ERR_ARG, "NULL header");
-    CHECK(sls_env_seal_records(ctx, header, 20, 0, NULL, 0, 1, buf, NULL, 4, out) ==
+    CHECK(sls_env_seal_records(ctx, header, 20, 0, NULL, 0, 1, buf, NULL, 4, out, gen) ==
               SLS_ENV_ERR_ARG, "NULL prefix");
-    CHECK(sls_env_seal_records(ctx, header, 20, 0, prefix, UINT64_MAX, 2, buf, NULL, 4, out) ==
+    CHECK(sls_env_seal_records(ctx, header, 20, 0, prefix, UINT64_MAX, 2, buf, NULL, 4, out, gen) ==
               SLS_ENV_ERR_TOO_LONG, "nonce counter wrap");
-    CHECK(sls_env_seal_records(ctx, header, 20, 0, prefix, 0, 1, NULL, NULL, 4, out) ==
+    CHECK(sls_env_seal_records(ctx, header, 20, 0, prefix, 0, 1, NULL, NULL, 4, out, gen) ==
               SLS_ENV_ERR_ARG, "records NULL in");
+    memset(out, 0xa5, 64);
+    CHECK(sls_env_seal_records(ctx, header, 20, 0, prefix, 0, 1, buf, NULL, 4, out, gen + 1) ==
+              SLS_ENV_ERR_FORKED && out[0] == 0xa5, "records under a stale fork generation");
     CHECK(sls_env_open_record(ctx, buf, 35, 20, 0) == NULL && sls_env_last_error() == SLS_ENV_ERR_SHORT,
           "record shorter than header + tag");
     CHECK(sls_env_open_record(ctx, buf, 10, 20, 0) == NULL && sls_env_last_error() == SLS_ENV_ERR_SHORT,
@@ -696,7 +700,8 @@ static void bad_arguments(void)
 }
 
 /* A forked child sees the fork generation bumped (pthread_atfork), so a session begun
- * in the parent cannot seal there: the child must start its own nonce sequence. */
+ * in the parent cannot seal there, one record or many: the child must start its own
+ * nonce sequence. */
 static void fork_generation(void)
 {
     uint8_t key[16] = {7}, header[16] = {0}, prefix[4] = {1, 2, 3, 4}, msg[5] = "hello";
@@ -707,11 +712,16 @@ static void fork_generation(void)
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
+        uint8_t records[2 * (16 + 5 + 16)];
         int ok = sls_env_fork_generation() == parent + 1 &&
                  sls_env_seal_record_scratch(ctx, header, 16, 0, prefix, 1, msg, 5, parent) == NULL &&
                  sls_env_last_error() == SLS_ENV_ERR_FORKED &&
+                 sls_env_seal_records(ctx, header, 16, 0, prefix, 1, 2, msg, NULL, 5, records, parent) ==
+                     SLS_ENV_ERR_FORKED &&
                  sls_env_seal_record_scratch(ctx, header, 16, 0, prefix, 0, msg, 5,
-                                             sls_env_fork_generation()) != NULL;
+                                             sls_env_fork_generation()) != NULL &&
+                 sls_env_seal_records(ctx, header, 16, 0, prefix, 1, 2, msg, NULL, 5, records,
+                                      sls_env_fork_generation()) == SLS_ENV_OK;
         _exit(ok ? 0 : 1);
     }
     int status = 0;

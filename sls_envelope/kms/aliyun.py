@@ -348,8 +348,12 @@ class AliyunKms(KmsClient):
                        ciphertext_blob=_b64decode(body.ciphertext_blob, "CiphertextBlob"))
 
     def decrypt(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> bytes:
-        if not ciphertext_blob:
-            raise ValueError("ciphertext_blob is empty")
+        # As every backend does (kms/base.py's contract, tests/kms_contract.py): a blob
+        # that is not bytes is a bad argument, an empty one a malformed ciphertext.
+        if not isinstance(ciphertext_blob, (bytes, bytearray, memoryview)):
+            raise ValueError("ciphertext_blob must be bytes")
+        if not len(ciphertext_blob):
+            raise KeyInvalidError("KMS: empty wrapped data key", code="InvalidCiphertext")
         request = _kms_models.DecryptRequest(
             ciphertext_blob=base64.b64encode(ciphertext_blob).decode("ascii"),
             encryption_context=dict(context) if context else None)

@@ -174,7 +174,7 @@ static void fuzz_records(const sls_env_aead *ctx, struct reader *r)
     uint8_t *in = calloc(1, total + 1), *out = malloc(total + n * (header_len + 16) + 1);
     memcpy(in, take(r, total, &got), got);
     int rc = sls_env_seal_records(ctx, header, header_len, nonce_offset, prefix, counter0, n, in,
-                                  lens, 0, out);
+                                  lens, 0, out, sls_env_fork_generation());
     if (n && counter0 + (n - 1) < counter0) {
         must(rc == SLS_ENV_ERR_TOO_LONG);
     } else {
