@@ -88,8 +88,8 @@ class _WatchedKms(KmsClient):
     def __init__(self, inner: KmsClient) -> None:
         self._inner = inner
         self._guard = threading.Lock()
-        self.in_flight = 0
-        self.max_in_flight = 0  # unwraps of one key at once: the cipher lock makes it 1
+        self._in_flight: Dict[bytes, int] = {}
+        self.max_in_flight = 0  # unwraps of one wrapped key at once, the most seen
 
     def generate_data_key(self, key_id: str, *, context: EncryptionContext, number_of_bytes: int = 32) -> DataKey:
         return self._inner.generate_data_key(key_id, context=context, number_of_bytes=number_of_bytes)
@@ -97,13 +97,13 @@ class _WatchedKms(KmsClient):
     def decrypt(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> bytes:
         _mark("probed")
         with self._guard:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._in_flight[ciphertext_blob] = self._in_flight.get(ciphertext_blob, 0) + 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight[ciphertext_blob])
         try:
             return self._inner.decrypt(ciphertext_blob, context=context)
         finally:
             with self._guard:
-                self.in_flight -= 1
+                self._in_flight[ciphertext_blob] -= 1
 
     def describe_key(self, key_id: str) -> Dict[str, Any]:
         return self._inner.describe_key(key_id)
@@ -223,7 +223,7 @@ class _Worker:
             else:
                 name = logstores[i % len(logstores)]
                 plain = f"node{self.index}-t{thread}-{i}".encode()
-                if name not in first or i % 2 == 0:
+                if name not in first or (i // len(logstores)) % 2 == 0:  # write, read, write, ... on each
                     blobs = self._record(thread, "write", name,
                                          lambda n=name, p=plain: ((p,), (self._cipher(project, n).encrypt(p),)))
                     if blobs and name not in first:
