@@ -208,6 +208,11 @@ class _Worker:
         with self._ops_lock:
             return list(self.ops)
 
+    def progress(self) -> int:
+        """Operations recorded so far by the running writers."""
+        with self._ops_lock:
+            return len(self.ops)
+
     def kms_stats(self) -> Dict[str, int]:
         return {"max_in_flight": self.kms.max_in_flight}
 
