@@ -17,7 +17,10 @@ from tests.backends import require_module
 require_module("hvac", extra="openbao")
 
 from sls_envelope.kms.openbao import transit_policy
-from tests.cluster import OpenBaoCluster, PostgresServer, openbao_cluster, postgres  # noqa: F401 - session fixtures
+from tests.cluster import (  # the servers: session fixtures of conftest.py
+    OpenBaoCluster,
+    PostgresServer,
+)
 from tests.nodes import Node, NodeSpec, Op, start_nodes
 
 NODES = 3
