@@ -148,11 +148,16 @@ class OpenBaoCluster:
         self.root_token = init["root_token"]
         self._unseal(0)
         self._wait(lambda: self.active() is not None, "a leader")
+        # A node joins as a non-voter; autopilot promotes it once it has been healthy for
+        # server_stabilization_time (10 s by default).  Until then the cluster has one
+        # voter and no quorum without it: a killed active node would never be replaced.
+        hvac.Client(url=self.urls[0], token=self.root_token).adapter.post(
+            "/v1/sys/storage/raft/autopilot/configuration", json={"server_stabilization_time": "1s"})
         for i in range(1, nodes):
             client = hvac.Client(url=self.urls[i])
             client.sys.join_raft_cluster(leader_api_addr=self.urls[0])
             self._unseal(i)
-        self._wait(lambda: len(self._peers()) == nodes, "every node in raft")
+        self._wait(lambda: [p.get("voter") for p in self._peers()] == [True] * nodes, "every node a raft voter")
 
     @property
     def urls(self) -> List[str]:
@@ -195,6 +200,13 @@ class OpenBaoCluster:
             except Exception:  # noqa: BLE001 - a dead or starting node
                 continue
         return None
+
+    def wait_for_active(self) -> int:
+        """The active node, once there is one (after a kill: once raft has elected it)."""
+        self._wait(lambda: self.active() is not None, "an active node")
+        active = self.active()
+        assert active is not None
+        return active
 
     @staticmethod
     def _wait(ready: Any, what: str, timeout: float = 30.0) -> None:
@@ -275,6 +287,8 @@ class OpenBaoCluster:
         switch: soft-delete it (reversible; refused as ``Rejected.PendingDeletion``).
         Returns once every running node reports it."""
         self.admin().adapter.delete(f"/v1/transit/keys/{name}/soft-delete")
+        # Standbys answer transit requests from their own replica (OpenBao 2.7), which
+        # follows the active node by some tens of milliseconds (docs/SCALE.md).
         self._wait(lambda: self._soft_deleted(name) is True, f"{name} soft-deleted on every node")
 
     def enable_key(self, name: str) -> None:

@@ -1,9 +1,11 @@
 """The KMS on a three-node OpenBao raft cluster (tests/cluster.py): the active node is
 killed (SIGKILL) while N node processes (tests/nodes.py, each its own KeyManager over
 every cluster address and the shared PostgreSQL store) create Logstores and write to
-them.  After re-election the writes go on, with the pause measured and printed (the
-slowest create+write that overlapped the kill, per node); no batch is lost or sealed
-twice under one nonce.  The killed node is started again at the end (the cluster is
+them.  Writes go on through the kill and after raft has elected another active node,
+with the pause measured and printed (the slowest create+write that overlapped the kill,
+per node, and the time to the election); no batch is lost or sealed twice under one
+nonce.  (OpenBao 2.7's standbys answer transit requests themselves, so the nodes are
+served during the election too: docs/SCALE.md.)  The killed node is started again at the end (the cluster is
 shared by the session)."""
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ def test_active_node_killed_mid_writes(openbao_cluster: OpenBaoCluster, postgres
         assert active is not None
         c.kill(active)
         killed_at = time.monotonic()
-        _wait_progress(nodes, [n.call("progress") + 10 for n in nodes])
+        new_active = c.wait_for_active()  # raft elects another node
+        elected_at = time.monotonic()
+        _wait_progress(nodes, [n.call("progress") + 5 for n in nodes])
         runs = [n.call("stop") for n in nodes]
-        new_active = c.active()
     finally:
         for n in nodes:
             n.close()
@@ -60,12 +63,12 @@ def test_active_node_killed_mid_writes(openbao_cluster: OpenBaoCluster, postgres
     pauses = []
     for ops in runs:
         assert ops and all(op.outcome == "ok" for op in ops), [op.outcome for op in ops if op.outcome != "ok"]
-        assert [op for op in ops if op.start > killed_at], "no write after the kill"
+        assert [op for op in ops if op.start > elected_at], "no write after the re-election"
         overlapping = [op for op in ops if op.start + op.latency >= killed_at]
         pauses.append(max(op.latency for op in overlapping))
     print(f"OpenBao failover pause (active node {active} killed, {NODES} node processes): slowest create+5 writes "
           f"overlapping the kill {', '.join(f'{p * 1e3:.0f}' for p in pauses)} ms per node; "
-          f"new active node {new_active}")
+          f"node {new_active} active {(elected_at - killed_at) * 1e3:.0f} ms after the kill")
     # No batch lost, none sealed twice under one nonce (every blob differs), and every
     # node's Logstores open on the next node with every batch.
     every: List[Op] = [op for ops in runs for op in ops]
