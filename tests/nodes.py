@@ -165,10 +165,12 @@ class _Worker:
         self._seq = 0
 
     def _cipher(self, project: str, logstore: str) -> Any:
+        """The Logstore's cipher, its lock watched (swapped while no other thread uses it:
+        in start() before the writers, or by the one writer that created it)."""
         cipher = self.manager.open_logstore(project, logstore)
         assert cipher is not None
         if not isinstance(cipher._lock, _WatchedLock):  # watched, not changed: the node observes its own cipher
-            cipher._lock = _WatchedLock()
+            cipher._lock = _WatchedLock()  # type: ignore[assignment]  # duck-typed: acquire, release, with
         return cipher
 
     # -- commands ------------------------------------------------------------------
@@ -196,6 +198,8 @@ class _Worker:
         of its first batch (or, with create_each, a fresh Logstore made and written)."""
         self._stop.clear()
         self.ops = []
+        for name in logstores:  # the locks are swapped before any writer can hold one
+            self._cipher(project, name)
         self._threads = [threading.Thread(target=self._run, args=(t, project, list(logstores), pause, create_each),
                                           daemon=True) for t in range(threads)]
         for t in self._threads:
