@@ -273,14 +273,29 @@ class OpenBaoCluster:
             admin.sys.enable_secrets_engine("transit")
         name = f"{prefix}-{secrets.token_hex(4)}"
         admin.secrets.transit.create_key(name=name, key_type="aes256-gcm96")
+        # A standby answers from its replica: until it has the key, "not found" (a refusal).
+        self._wait(lambda: self._everywhere(lambda c: c.secrets.transit.read_key(name=name)), f"{name} on every node")
         return name
 
     def token_for(self, policy: str) -> str:
-        """A token with only this policy (HCL), e.g. ``transit_policy(key)``."""
+        """A token with only this policy (HCL), e.g. ``transit_policy(key)``, known to
+        every node (a standby checks tokens against its replica too)."""
         admin = self.admin()
         name = f"p-{secrets.token_hex(4)}"
         admin.sys.create_or_update_policy(name=name, policy=policy)
-        return str(admin.auth.token.create(policies=[name], no_default_policy=True, ttl="1h")["auth"]["client_token"])
+        token = str(admin.auth.token.create(policies=[name], no_default_policy=True, ttl="1h")["auth"]["client_token"])
+        self._wait(lambda: self._everywhere(lambda c: c.auth.token.lookup(token)), "the token on every node")
+        return token
+
+    def _everywhere(self, read: Any) -> bool:
+        """read(root client of a node) succeeds on every running node."""
+        try:
+            for i, url in enumerate(self.urls):
+                if self.procs[i] is not None:
+                    read(self.hvac.Client(url=url, token=self.root_token, timeout=2))
+        except Exception:  # noqa: BLE001 - not there yet
+            return False
+        return True
 
     def disable_key(self, name: str) -> None:
         """Stop a CMK the way docs/KMS.md documents for transit, which has no disable

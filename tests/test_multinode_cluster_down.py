@@ -36,7 +36,10 @@ from tests.nodes import NodeSpec, Op, start_nodes
 NODES = 2
 THREADS = 3
 REVALIDATE = 1.0
-GRACE = 3.0  # longer than stopping the cluster takes plus one revalidate_after, so some writes are graced
+# Writes are graced from down_at + REVALIDATE until at least stopping_at + GRACE (the last
+# good check began at most REVALIDATE before stopping_at): a window while stopping the
+# cluster (about 1 s here) takes less than GRACE - REVALIDATE.
+GRACE = 4.0
 UNAVAILABLE = "KmsUnavailableError"
 
 
