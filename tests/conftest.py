@@ -9,6 +9,11 @@ import pytest
 import sls_envelope
 from sls_envelope import AESGCM, SM4GCM
 
+# The multi-node servers (PostgreSQL, the OpenBao raft cluster), session fixtures registered
+# here once: imported into each test module instead, every module would get its own
+# fixture definition, and so start its own servers.
+from tests.cluster import openbao_cluster, postgres  # noqa: F401
+
 AES_IMPLS = sls_envelope.available_implementations()["aes-gcm"]
 SM4_IMPLS = sls_envelope.available_implementations()["sm4-gcm"]
 

@@ -1,6 +1,10 @@
 """outage_grace (issue 17 item 4): a KMS outage is not a revoked key.  A BYOK key
 verified within the grace keeps working while the KMS cannot be reached, never once the
-KMS refused it; while the KMS is down at most one caller probes, the others do not wait."""
+KMS refused it; while the KMS is down at most one caller probes, the others do not wait.
+
+These are the rules on a LocalKms with injected faults and a moved clock (exact
+boundaries); tests/test_multinode_cluster_down.py checks them on the real OpenBao raft
+cluster, stopped entirely under N node processes."""
 
 from __future__ import annotations
 
@@ -70,7 +74,7 @@ def test_others_do_not_wait_on_the_prober() -> None:
     cipher = world.manager.create_logstore("p", "l", world.byok())
     assert cipher is not None
     world.clock.now += 10
-    entered, release = threading.Event(), threading.Event()
+    entered, release, probe_over = threading.Event(), threading.Event(), threading.Event()
     real = type(cipher._source).unwrap
     probes = []
 
@@ -78,6 +82,7 @@ def test_others_do_not_wait_on_the_prober() -> None:
         probes.append(1)
         entered.set()
         release.wait(30)
+        probe_over.set()
         raise KmsUnavailableError("down", code="ServiceUnavailable")
 
     type(cipher._source).unwrap = slow_unwrap  # type: ignore[method-assign]
@@ -90,12 +95,16 @@ def test_others_do_not_wait_on_the_prober() -> None:
             t0 = time.perf_counter()
             cipher.encrypt(b"w")
             latencies.append(time.perf_counter() - t0)
+        # Every call returned while the prober was still inside the KMS call, holding the
+        # lock: none waited for it (one that had could return only after the probe ended,
+        # released below or timed out after 30 s).
+        still_probing = not probe_over.is_set()
         release.set()
         prober.join(30)
     finally:
         type(cipher._source).unwrap = real  # type: ignore[method-assign]
-    assert probes == [1]  # one prober; the 200 others neither probed nor waited for it
+    assert probes == [1]  # one prober; the 200 others did not probe ...
+    assert still_probing  # ... nor wait for it (structure, not time)
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99) - 1]
-    print(f"p99 write latency while the KMS is down: {p99 * 1e3:.3f} ms")
-    assert p99 < 5.0  # generous (shared machine): the prober holds the lock for up to 30 s
+    print(f"p99 write latency while the KMS is down: {p99 * 1e3:.3f} ms (not asserted: shared machine)")

@@ -16,7 +16,7 @@ import pytest
 from sls_envelope import KeyManager
 from sls_envelope.exceptions import ConfigError
 from sls_envelope.kms import LocalKms
-from tests.cluster import PostgresServer, postgres  # noqa: F401 - the session fixture
+from tests.cluster import PostgresServer  # the servers: session fixtures of conftest.py
 
 NODES = 4
 CONF = {"enable": True, "encrypt_type": "default"}
