@@ -1069,6 +1069,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     _Parser.json_errors = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if not args.verbose:
+        # psycopg_pool logs each failed connection attempt as a warning; with no logging
+        # configured Python prints them raw on stderr, several lines before the one line
+        # in which we say the store could not be reached and why.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     # kill, timeout and systemd send SIGTERM; a closed terminal sends SIGHUP: both clean up as Ctrl-C
     # does, then exit 128 + the signal number as a shell reports a signal death (143, 129).
     previous: Dict[int, Any] = {}

@@ -14,7 +14,7 @@ the library under an advisory lock, so nodes starting together do not race.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, List, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from .exceptions import KeyStoreUnavailableError, SlsEnvelopeError  # noqa: F401  (its home was here)
 from .keystore import RECORD_COLUMNS, KeyRecord, KeyStore, record_from_row
@@ -81,16 +81,15 @@ class PostgresKeyStore(KeyStore):
         self._shown = _redact(url)
         self._attempts = attempts
         self._backoff = backoff
+        connect_kwargs = {"connect_timeout": max(1, int(connect_timeout)), "autocommit": False}
+        # The schema is made over a connection of its own, not the pool's: a store that
+        # is down then fails in milliseconds with libpq's reason ("Connection refused"),
+        # where the pool would wait out its timeout and say only that it timed out.
+        self._retried(lambda: self._migrate_once(url, connect_kwargs))
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=0, max_size=pool_size, open=True, timeout=connect_timeout * 2,
-            kwargs={"connect_timeout": max(1, int(connect_timeout)), "autocommit": False},
-            check=psycopg_pool.ConnectionPool.check_connection,
+            kwargs=connect_kwargs, check=psycopg_pool.ConnectionPool.check_connection,
         )
-        try:
-            self._run(self._migrate)
-        except BaseException:
-            self._pool.close()
-            raise
 
     def __repr__(self) -> str:
         return f"<PostgresKeyStore {self._shown}>"
@@ -99,6 +98,21 @@ class PostgresKeyStore(KeyStore):
 
     def _run(self, work: Callable[[Any], T]) -> T:
         """work(connection) in one transaction, retried on connection loss."""
+
+        def once() -> T:
+            with self._pool.connection() as conn:
+                with conn.transaction():
+                    return work(conn)
+
+        return self._retried(once)
+
+    def _migrate_once(self, url: str, connect_kwargs: Dict[str, Any]) -> None:
+        with self._psycopg.connect(url, **connect_kwargs) as conn:
+            with conn.transaction():
+                self._migrate(conn)
+
+    def _retried(self, once: Callable[[], T]) -> T:
+        """once(), tried up to `attempts` times while the connection fails."""
         psycopg = self._psycopg
         import psycopg_pool
 
@@ -107,9 +121,7 @@ class PostgresKeyStore(KeyStore):
             if attempt:
                 time.sleep(self._backoff * (2 ** (attempt - 1)))
             try:
-                with self._pool.connection() as conn:
-                    with conn.transaction():
-                        return work(conn)
+                return once()
             except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
                 # Connection refused or lost (server restart, failover): the transaction
                 # did not commit, or committed and its retry finds the row (add is
@@ -117,7 +129,8 @@ class PostgresKeyStore(KeyStore):
                 last = exc
                 continue
         raise KeyStoreUnavailableError(
-            f"the key store {self._shown} could not be reached after {self._attempts} attempts: "
+            f"the key store {self._shown} could not be reached after {self._attempts} "
+            f"attempt{'' if self._attempts == 1 else 's'}: "
             f"{type(last).__name__}: {str(last).splitlines()[0] if last and str(last) else ''}"
         ) from None
 

@@ -135,3 +135,5 @@ def test_store_down_is_a_clear_error_at_api_and_cli(postgres: PostgresServer, tm
     assert done.returncode != 0
     assert "could not be reached" in done.stderr and "secret-pw" not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+    # One line, with libpq's reason: the store is refusing, not slow.
+    assert len(done.stderr.strip().splitlines()) == 1 and "Connection refused" in done.stderr, done.stderr
