@@ -29,7 +29,7 @@ from .format import (
     SALT_OFFSET, SESSION_MAX_BATCHES, SESSION_MAX_BYTES, VERSION, _as_bytes, _check_structure, _derive,
     session_info, suite_by_name,
 )
-from .records import ProcessForked, RecordKey, fork_generation
+from .records import EACH_FROM, ProcessForked, RecordKey, fork_generation
 
 _DECRYPT_CACHE_SIZE = 128
 
@@ -99,6 +99,11 @@ class BatchCodec:
         self._lock = threading.Lock()
         self._session: Optional[_Session] = None
         self._cache: "collections.OrderedDict[bytes, Tuple[RecordKey, bytes]]" = collections.OrderedDict()
+        # The session the last record opened came from: its key and its whole header (the
+        # nonce aside, every record of the session has it), checked by _session_of.  open()
+        # tries it first, in one C call (RecordKey.open_as).  One tuple, so that threads
+        # read and replace it atomically.
+        self._opened: Optional[Tuple[RecordKey, bytes]] = None
         self._wiped = False
         _LIVE.add(self)
 
@@ -128,6 +133,7 @@ class BatchCodec:
             self._key[:] = bytes(len(self._key))
             self._session = None
             self._cache.clear()
+            self._opened = None
             self._wiped = True
 
     # ---- sessions -------------------------------------------------------------
@@ -228,12 +234,30 @@ class BatchCodec:
                 session.used += total
             else:
                 plan = self._plan(batches)
+        if total >= EACH_FROM * count:
+            return self._seal_each(plan, batches)
         if len(plan) == 1:
             session, counter0, _, _ = plan[0]
             return session.key.seal_many(session.header, session.prefix, counter0, batches)
         out: List[bytes] = []
         for session, counter0, first, end in plan:
             out += session.key.seal_many(session.header, session.prefix, counter0, batches[first:end])
+        return out
+
+    def _seal_each(self, plan: _Plan, batches: Sequence[Buffer]) -> List[bytes]:
+        """seal_many's plan for large batches, one C call each (records.EACH_FROM)."""
+        out: List[bytes] = []
+        for session, counter0, first, end in plan:
+            try:
+                out += session.key.seal_each(session.header, session.prefix, counter0, batches[first:end],
+                                             session.fork_gen)
+            except ProcessForked:
+                # A fork that bypassed os.register_at_fork: a new session, as seal() does.
+                # (Records sealed before it, if any, are dropped, never returned.)
+                with self._lock:
+                    if self._session is session:
+                        self._session = None
+                return self.seal_many(batches)
         return out
 
     def _plan(self, batches: Sequence[Buffer]) -> _Plan:
@@ -260,8 +284,21 @@ class BatchCodec:
     def open(self, blob: Any) -> bytes:
         """Verify and decrypt one sealed batch: FormatError if malformed, InvalidTag if
         it was not sealed under this key and context or was altered."""
+        opened = self._opened
+        if opened is not None and blob.__class__ is bytes:
+            # The common case: a record of the session the last one came from.  Its header
+            # compared with that session's in C, then opened; a header that differs (another
+            # session, a malformed batch) goes through the full checks below.
+            out = opened[0].open_as(opened[1], blob)
+            if out is not None:
+                return out
         data = _as_bytes(blob)
-        return self._session_of(data).open(data)
+        key = self._session_of(data)
+        out = key.open(data)
+        with self._lock:
+            if not self._wiped:  # wipe() may have run since _session_of: not past it
+                self._opened = (key, data[:HEADER_LEN])
+        return out
 
     def _session_of(self, data: bytes) -> RecordKey:
         """The session key a sealed batch names, once its header checks out: structure
@@ -306,6 +343,8 @@ class BatchCodec:
         except (FormatError, InvalidTag):
             return None
         try:
+            if len(first) >= EACH_FROM:
+                return key.open_each(first[:HEADER_LEN], blobs)
             return key.open_many(first[:HEADER_LEN], blobs)
         except (TypeError, ValueError):  # an item that is not a bytes-like buffer: named below
             return None
