@@ -20,20 +20,11 @@ from typing import Any, List, Optional, Sequence, Union
 
 from ._native import ffi, lib
 from .aead import AESGCM, SM4GCM, context_of
-from .cbuffers import TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view
+from .cbuffers import EACH_FROM, TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view
 from .exceptions import InvalidTag
 from .format import HEADER_LEN, NONCE_OFFSET
 
 __all__ = ["EACH_FROM", "ProcessForked", "RecordKey", "fork_generation"]
-
-#: Records of at least this many bytes (on average over a call) are sealed and opened
-#: one C call each (:meth:`RecordKey.seal_each`, :meth:`RecordKey.open_each`) rather than
-#: packed into one: packing copies every input into one blob and every output out of a
-#: scratch buffer that, for a batch of large records, outgrows the L2 cache (issue 19:
-#: 100 x 64 KiB packed cost 1.9x a loop of single calls on a Zen 4), while a crossing
-#: costs well under a microsecond, a small part of sealing this much.  The figure is
-#: where the two paths cross, measured in docs/BENCHMARKS.md.
-EACH_FROM = 16384
 
 #: How many times this process's line has forked since the library was loaded.
 fork_generation = lib.sls_env_fork_generation
