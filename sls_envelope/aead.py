@@ -9,7 +9,8 @@ Speed notes (figures in docs/BENCHMARKS.md): ``bytes`` arguments go to C without
 and without ``ffi.from_buffer``; results are written into a per-thread C scratch buffer
 and copied out once; batch calls cross into C once and cut their results with one cached
 ``struct.Struct`` (the packing is :mod:`sls_envelope.cbuffers`, shared with the batch
-format's records, :mod:`sls_envelope.records`).  Every C call releases the GIL.
+format's records, :mod:`sls_envelope.records`), except batches of large messages
+(``cbuffers.EACH_FROM``), which go one C call per message.  Every C call releases the GIL.
 """
 
 from __future__ import annotations

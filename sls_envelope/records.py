@@ -12,6 +12,11 @@ Forks: :func:`fork_generation` counts the forks of this process's line (a
 ``os.register_at_fork`` hooks counts too).  :meth:`RecordKey.seal` takes the generation
 its session began in; C refuses to seal, raising :class:`ProcessForked`, if the process
 has forked since, so a child never continues its parent's nonce sequence.
+
+:meth:`RecordKey.open_as` opens a record whose header equals one the caller has already
+checked (outside the nonce, compared in constant time in C): the reading side's hot
+path.  :meth:`RecordKey.seal_each` and :meth:`RecordKey.open_each` are the batch calls
+for large records (``EACH_FROM``), one C call per record.
 """
 
 from __future__ import annotations

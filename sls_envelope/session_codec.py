@@ -9,7 +9,12 @@ under a fresh salt and counts nonces from 0; a new session starts before
 it) and in every new process.  Records are sealed and opened through
 :class:`~sls_envelope.records.RecordKey`, one per session; sealing many batches is one C
 call (``RecordKey.seal_many``): the header template is copied and the nonce counter
-written in C.
+written in C; batches of ``records.EACH_FROM`` bytes or more go one C call each
+(``RecordKey.seal_each``), which is faster once packing outgrows the caches.  Opening
+keeps the session of the last record opened (its key and checked header): a record of
+the same session is compared with it and opened in one C call
+(``RecordKey.open_as``), and anything else goes through the full checks, which name
+every error.
 """
 
 from __future__ import annotations
