@@ -37,6 +37,7 @@ from .format import (
 from .records import EACH_FROM, ProcessForked, RecordKey, fork_generation
 
 _DECRYPT_CACHE_SIZE = 128
+_NONCE_END = NONCE_OFFSET + 12
 
 # ---- sealing and opening --------------------------------------------------------
 
@@ -300,10 +301,14 @@ class BatchCodec:
         data = _as_bytes(blob)
         key = self._session_of(data)
         out = key.open(data)
+        self._keep(key, data)
+        return out
+
+    def _keep(self, key: RecordKey, record: bytes) -> None:
+        """Keep the session of a record just opened (its header checked by _session_of)."""
         with self._lock:
             if not self._wiped:  # wipe() may have run since _session_of: not past it
-                self._opened = (key, data[:HEADER_LEN])
-        return out
+                self._opened = (key, record[:HEADER_LEN])
 
     def _session_of(self, data: bytes) -> RecordKey:
         """The session key a sealed batch names, once its header checks out: structure
@@ -343,18 +348,31 @@ class BatchCodec:
         first = blobs[0]
         if type(first) is not bytes:
             return None
-        try:
-            key = self._session_of(first)
-        except (FormatError, InvalidTag):
-            return None
+        opened = self._opened
+        if (
+            opened is not None
+            and len(first) >= HEADER_LEN
+            and hmac.compare_digest(first[:NONCE_OFFSET], opened[1][:NONCE_OFFSET])
+            and hmac.compare_digest(first[_NONCE_END:HEADER_LEN], opened[1][_NONCE_END:])
+        ):
+            key = opened[0]  # the kept session (see open()): its header is checked
+        else:
+            try:
+                key = self._session_of(first)
+            except (FormatError, InvalidTag):
+                return None
         try:
             if len(first) >= EACH_FROM:
-                return key.open_each(first[:HEADER_LEN], blobs)
-            return key.open_many(first[:HEADER_LEN], blobs)
+                out = key.open_each(first[:HEADER_LEN], blobs)
+            else:
+                out = key.open_many(first[:HEADER_LEN], blobs)
         except (TypeError, ValueError):  # an item that is not a bytes-like buffer: named below
             return None
         except InvalidTag as exc:
             raise InvalidTag(f"batch {exc.index}: authentication failed", index=exc.index) from None
+        if out is not None and (opened is None or opened[0] is not key):
+            self._keep(key, first)  # a new session, checked by _session_of
+        return out
 
     def _session_for(self, salt: bytes, claimed: bytes) -> Tuple[RecordKey, bytes]:
         with self._lock:

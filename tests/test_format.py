@@ -378,6 +378,7 @@ def test_open_takes_the_last_session_in_one_call(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(BatchCodec, "_session_of", lambda *a: pytest.fail("full checks ran"))
     monkeypatch.setattr(RecordKey, "open", lambda *a: pytest.fail("RecordKey.open ran"))
     assert c.open(blobs[1]) == b"two" and c.open(blobs[2]) == b"three"
+    assert c.open_many(blobs) == [b"one", b"two", b"three"]  # open_many starts from it too
 
 
 @pytest.mark.parametrize("suite", SUITE_NAMES)
@@ -396,6 +397,11 @@ def test_open_errors_are_the_same_after_a_record_of_the_session(suite: str) -> N
         assert expected is not None
         assert _error_of(lambda v=variant: c.open(v)) == expected
         assert _error_of(lambda v=variant: c.open(bytearray(v))) == expected
+        many = _error_of(lambda v=variant: codec(suite).open_many([v, blob]))
+        assert many is not None
+        assert _error_of(lambda v=variant: c.open_many([v, blob])) == many
+        assert _error_of(lambda v=variant: c.open_many([blob, v])) == _error_of(
+            lambda v=variant: codec(suite).open_many([blob, v]))
     assert c.open(blob) == b"a batch of records"
 
 
