@@ -9,7 +9,8 @@ Speed notes (figures in docs/BENCHMARKS.md): ``bytes`` arguments go to C without
 and without ``ffi.from_buffer``; results are written into a per-thread C scratch buffer
 and copied out once; batch calls cross into C once and cut their results with one cached
 ``struct.Struct`` (the packing is :mod:`sls_envelope.cbuffers`, shared with the batch
-format's records, :mod:`sls_envelope.records`).  Every C call releases the GIL.
+format's records, :mod:`sls_envelope.records`), except batches of large messages
+(``cbuffers.EACH_FROM``), which go one C call per message.  Every C call releases the GIL.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import secrets
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
-from .cbuffers import TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view
+from .cbuffers import EACH_FROM, TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view
 from .exceptions import InvalidTag
 
 __all__ = ["AESGCM", "SM4GCM", "available_implementations", "Buffer"]
@@ -217,8 +218,21 @@ class _GcmAead:
 
     def decrypt(self, nonce: Buffer, data: Buffer, associated_data: Optional[Buffer]) -> bytes:
         """Verify and decrypt ciphertext || tag; raises InvalidTag on any mismatch."""
-        nonce, data, size, associated_data, aad_size = _inputs(nonce, data, associated_data)
-        if size < TAG_SIZE:
+        # _inputs(), inlined as in encrypt(): the readers' hot path (issue 19).
+        if nonce.__class__ is not bytes or len(nonce) != 12:
+            nonce = _nonce_bytes(nonce)
+        if data.__class__ is not bytes:
+            data, size = view(data, "data")
+        else:
+            size = len(data)
+        if associated_data.__class__ is not bytes:
+            if associated_data is None:
+                associated_data, aad_size = b"", 0
+            else:
+                associated_data, aad_size = view(associated_data, "associated_data")
+        else:
+            aad_size = len(associated_data)
+        if size < 16:
             raise InvalidTag()
         try:
             return _unpack(  # type: ignore[no-any-return]
@@ -288,6 +302,17 @@ class _GcmAead:
     ) -> List[bytes]:
         """Encrypt messages[i] under nonces[i]; ``associated_data`` is None, one
         bytes-like for all, or one per message.  Equal to a loop of :meth:`encrypt`."""
+        aads = _each_args(nonces, messages, associated_data, 0)
+        if aads is not None:  # large messages: one C call each (cbuffers.EACH_FROM)
+            out: List[bytes] = []
+            ctx = self._ctx
+            for nonce, message, aad_i in zip(nonces, messages, aads):
+                size = len(message)
+                result = _encrypt_scratch(ctx, nonce, aad_i, len(aad_i), message, size)
+                if not result:
+                    raise_for(_last_error())
+                out.append(_unpack(result, size + TAG_SIZE))
+            return out
         nonce_blob, packed, aad = self._batch_args(nonces, messages, associated_data)
         sizes = shifted(packed, TAG_SIZE)
         buf = scratch(sum(sizes))
@@ -307,6 +332,20 @@ class _GcmAead:
     ) -> List[bytes]:
         """Verify and decrypt every ciphertext; if any fails, raises InvalidTag whose
         ``index`` names the first failure and returns nothing."""
+        aads = _each_args(nonces, ciphertexts, associated_data, TAG_SIZE)
+        if aads is not None:  # large messages: one C call each (cbuffers.EACH_FROM)
+            out: List[bytes] = []
+            ctx = self._ctx
+            for index, (nonce, sealed, aad_i) in enumerate(zip(nonces, ciphertexts, aads)):
+                size = len(sealed)
+                result = _decrypt_scratch(ctx, nonce, aad_i, len(aad_i), sealed, size)
+                if not result:
+                    rc = _last_error()
+                    if rc in (lib.SLS_ENV_ERR_AUTH, lib.SLS_ENV_ERR_SHORT):
+                        raise InvalidTag(f"authentication failed for message {index}", index=index)
+                    raise_for(rc)
+                out.append(_unpack(result, size - TAG_SIZE))
+            return out
         nonce_blob, packed, aad = self._batch_args(nonces, ciphertexts, associated_data)
         if packed.sizes and min(packed.sizes) < TAG_SIZE:
             short = next(i for i, size in enumerate(packed.sizes) if size < TAG_SIZE)
@@ -343,6 +382,40 @@ class _GcmAead:
             too_long = next(i for i, size in enumerate(packed.sizes) if size > MAX_MESSAGE + TAG_SIZE)
             raise ValueError(f"message {too_long} is longer than GCM allows")
         return packed_nonces.blob, packed, _BatchAad(associated_data, len(messages))
+
+
+def _each_args(nonces: Sequence[Any], messages: Sequence[Any], associated_data: Any,
+               least: int) -> Optional[Sequence[bytes]]:
+    """The associated data of each message if a batch call should go one C call per
+    message (two or more messages of EACH_FROM bytes or more on average), else None.
+    Only for arguments that the packed path could not refuse (all ``bytes``, nonces of
+    12 bytes, every message at least `least` and at most GCM's limit), so that every
+    error keeps coming from the one place that names it, the packed path."""
+    count = len(messages)
+    if count < 2 or len(nonces) != count:
+        return None
+    for message in messages:
+        if message.__class__ is not bytes:
+            return None
+    sizes = list(map(len, messages))
+    if sum(sizes) < EACH_FROM * count or min(sizes) < least or max(sizes) > MAX_MESSAGE + least:
+        return None
+    for nonce in nonces:
+        if nonce.__class__ is not bytes or len(nonce) != NONCE_SIZE:
+            return None
+    if associated_data is None:
+        return [b""] * count
+    if associated_data.__class__ is bytes:
+        return [associated_data] * count
+    try:
+        if isinstance(associated_data, (bytearray, memoryview)) or len(associated_data) != count:
+            return None
+    except TypeError:
+        return None
+    for aad in associated_data:
+        if aad.__class__ is not bytes:
+            return None
+    return associated_data  # type: ignore[no-any-return]
 
 
 class _BatchAad:

@@ -21,6 +21,15 @@ Buffer = Union[bytes, bytearray, memoryview]
 
 TAG_SIZE = 16
 
+#: Batch calls whose messages are at least this many bytes on average go one C call per
+#: message (a loop over the single-message entry points) instead of packed into one:
+#: packing copies every input into one blob and every output out of a scratch buffer
+#: that, for a batch of large messages, outgrows the L2 cache (issue 19: 100 x 64 KiB
+#: packed cost 1.9x a loop of single calls on a Zen 4), while a crossing costs well under
+#: a microsecond, little beside sealing this much.  Where the two paths cross, measured:
+#: docs/BENCHMARKS.md.  Used by aead.py's *_many and records.py's seal_each/open_each.
+EACH_FROM = 16384
+
 _from_buffer = ffi.from_buffer
 _BYTE_ARRAY = ffi.typeof("uint8_t[]")
 

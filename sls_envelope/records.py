@@ -15,6 +15,11 @@ raising :class:`ProcessForked`, if the process has forked since, so a child neve
 continues its parent's nonce sequence.  This check in C is the only one: the Python
 side's ``os.register_at_fork`` hook (:mod:`sls_envelope.session_codec`) merely saves an
 ``os.fork()`` child the refused first call.
+
+:meth:`RecordKey.open_as` opens a record whose header equals one the caller has already
+checked (outside the nonce, compared in constant time in C): the reading side's hot
+path.  :meth:`RecordKey.seal_each` and :meth:`RecordKey.open_each` are the batch calls
+for large records (``EACH_FROM``), one C call per record.
 """
 
 from __future__ import annotations
@@ -23,11 +28,11 @@ from typing import Any, List, Optional, Sequence, Union
 
 from ._native import ffi, lib
 from .aead import AESGCM, SM4GCM, context_of
-from .cbuffers import TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view
+from .cbuffers import EACH_FROM, TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view
 from .exceptions import InvalidTag
 from .format import HEADER_LEN, NONCE_OFFSET
 
-__all__ = ["ProcessForked", "RecordKey", "fork_generation"]
+__all__ = ["EACH_FROM", "ProcessForked", "RecordKey", "fork_generation"]
 
 #: How many times this process's line has forked since the library was loaded.
 fork_generation = lib.sls_env_fork_generation
@@ -35,9 +40,15 @@ fork_generation = lib.sls_env_fork_generation
 # Bound once: a module global is cheaper to reach than an attribute of `lib` per call.
 _seal_record_scratch = lib.sls_env_seal_record_scratch
 _open_record = lib.sls_env_open_record
+_open_record_as = lib.sls_env_open_record_as
 _last_error = lib.sls_env_last_error
 _unpack = ffi.unpack
+_from_buffer = ffi.from_buffer
+_BYTE_ARRAY = ffi.typeof("uint8_t[]")
 _ERR_FORKED = lib.SLS_ENV_ERR_FORKED
+_ERR_AUTH = lib.SLS_ENV_ERR_AUTH
+_ERR_HEADER = lib.SLS_ENV_ERR_HEADER
+_ERR_SHORT = lib.SLS_ENV_ERR_SHORT
 
 
 class ProcessForked(Exception):
@@ -100,6 +111,59 @@ class RecordKey:
         if not out:
             raise_for(_last_error())
         return _unpack(out, size - HEADER_LEN - TAG_SIZE)  # type: ignore[no-any-return]
+
+    def open_as(self, header: bytes, record: bytes) -> Optional[bytes]:
+        """Verify and decrypt a record whose header equals `header` (one the caller has
+        checked) outside the nonce, compared in constant time in C.  None, having opened
+        nothing, if it differs or the record is too short (the caller then runs its full
+        checks, which name the error); InvalidTag if the tag fails."""
+        out = _open_record_as(self._ctx, header, record, len(record), HEADER_LEN, NONCE_OFFSET)
+        if out:
+            return _unpack(out, len(record) - HEADER_LEN - TAG_SIZE)  # type: ignore[no-any-return]
+        rc = _last_error()
+        if rc == _ERR_AUTH:
+            raise InvalidTag()
+        if rc in (_ERR_HEADER, _ERR_SHORT):
+            return None
+        raise_for(rc)
+
+    def seal_each(self, header: bytes, prefix: bytes, counter0: int, messages: Sequence[Buffer],
+                  fork_gen: int) -> List[bytes]:
+        """What :meth:`seal_many` returns, one C call per record (large records, see
+        EACH_FROM).  Raises ProcessForked as :meth:`seal` does."""
+        for message in messages:  # every item checked first, named as seal_many names them
+            if message.__class__ is not bytes:
+                try:
+                    _from_buffer(_BYTE_ARRAY, message)
+                except TypeError:
+                    raise TypeError("every item of messages must be bytes, bytearray or memoryview") from None
+                except (ValueError, BufferError):
+                    raise ValueError("every item of messages must be a C-contiguous buffer") from None
+        seal = self.seal
+        return [seal(header, prefix, counter0 + i, message, fork_gen) for i, message in enumerate(messages)]
+
+    def open_each(self, header: bytes, records: Sequence[Any]) -> Optional[List[bytes]]:
+        """What :meth:`open_many` returns, one C call per record (large records, see
+        EACH_FROM), each header compared with `header` as :meth:`open_as` does.  None if
+        one differs, is too short or is not ``bytes`` (nothing is returned; the caller
+        goes record by record for the exact error); raises InvalidTag naming the first
+        record that fails."""
+        out: List[bytes] = []
+        ctx = self._ctx
+        for index, record in enumerate(records):
+            if record.__class__ is not bytes:
+                return None
+            size = len(record)
+            plain = _open_record_as(ctx, header, record, size, HEADER_LEN, NONCE_OFFSET)  # open_as, inlined
+            if not plain:
+                rc = _last_error()
+                if rc == _ERR_AUTH:
+                    raise InvalidTag(f"authentication failed for record {index}", index=index)
+                if rc in (_ERR_HEADER, _ERR_SHORT):
+                    return None
+                raise_for(rc)
+            out.append(_unpack(plain, size - HEADER_LEN - TAG_SIZE))
+        return out
 
     def open_many(self, header: bytes, records: Sequence[Buffer]) -> Optional[List[bytes]]:
         """Verify and decrypt records whose headers all equal `header` outside their

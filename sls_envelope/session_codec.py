@@ -9,7 +9,12 @@ under a fresh salt and counts nonces from 0; a new session starts before
 for a libc fork() that skips it) and in every new process.  Records are sealed and opened through
 :class:`~sls_envelope.records.RecordKey`, one per session; sealing many batches is one C
 call (``RecordKey.seal_many``): the header template is copied and the nonce counter
-written in C.
+written in C; batches of ``records.EACH_FROM`` bytes or more go one C call each
+(``RecordKey.seal_each``), which is faster once packing outgrows the caches.  Opening
+keeps the session of the last record opened (its key and checked header): a record of
+the same session is compared with it and opened in one C call
+(``RecordKey.open_as``), and anything else goes through the full checks, which name
+every error.
 """
 
 from __future__ import annotations
@@ -29,9 +34,10 @@ from .format import (
     SALT_OFFSET, SESSION_MAX_BATCHES, SESSION_MAX_BYTES, VERSION, _as_bytes, _check_structure, _derive,
     session_info, suite_by_name,
 )
-from .records import ProcessForked, RecordKey, fork_generation
+from .records import EACH_FROM, ProcessForked, RecordKey, fork_generation
 
 _DECRYPT_CACHE_SIZE = 128
+_NONCE_END = NONCE_OFFSET + 12
 
 # ---- sealing and opening --------------------------------------------------------
 
@@ -99,6 +105,11 @@ class BatchCodec:
         self._lock = threading.Lock()
         self._session: Optional[_Session] = None
         self._cache: "collections.OrderedDict[bytes, Tuple[RecordKey, bytes]]" = collections.OrderedDict()
+        # The session the last record opened came from: its key and its whole header (the
+        # nonce aside, every record of the session has it), checked by _session_of.  open()
+        # tries it first, in one C call (RecordKey.open_as).  One tuple, so that threads
+        # read and replace it atomically.
+        self._opened: Optional[Tuple[RecordKey, bytes]] = None
         self._wiped = False
         _LIVE.add(self)
 
@@ -128,6 +139,7 @@ class BatchCodec:
             self._key[:] = bytes(len(self._key))
             self._session = None
             self._cache.clear()
+            self._opened = None
             self._wiped = True
 
     # ---- sessions -------------------------------------------------------------
@@ -226,15 +238,16 @@ class BatchCodec:
                     session.used += total
                 else:
                     plan = self._plan(batches)
+            # Large batches go one C call each: packing them would outgrow the caches.
+            seal = RecordKey.seal_each if total >= EACH_FROM * count else RecordKey.seal_many
             sealing, counter0, _, _ = plan[0]
             try:
                 if len(plan) == 1:
-                    return sealing.key.seal_many(sealing.header, sealing.prefix, counter0, batches, sealing.fork_gen)
+                    return seal(sealing.key, sealing.header, sealing.prefix, counter0, batches, sealing.fork_gen)
                 out: List[bytes] = []
                 for sealing, counter0, first, end in plan:
-                    out += sealing.key.seal_many(
-                        sealing.header, sealing.prefix, counter0, batches[first:end], sealing.fork_gen
-                    )
+                    out += seal(sealing.key, sealing.header, sealing.prefix, counter0, batches[first:end],
+                                sealing.fork_gen)
                 return out
             except ProcessForked:
                 # Whatever this call sealed before the refusal is dropped with it: its
@@ -272,8 +285,25 @@ class BatchCodec:
     def open(self, blob: Any) -> bytes:
         """Verify and decrypt one sealed batch: FormatError if malformed, InvalidTag if
         it was not sealed under this key and context or was altered."""
+        opened = self._opened
+        if opened is not None and blob.__class__ is bytes:
+            # The common case: a record of the session the last one came from.  Its header
+            # compared with that session's in C, then opened; a header that differs (another
+            # session, a malformed batch) goes through the full checks below.
+            out = opened[0].open_as(opened[1], blob)
+            if out is not None:
+                return out
         data = _as_bytes(blob)
-        return self._session_of(data).open(data)
+        key = self._session_of(data)
+        out = key.open(data)
+        self._keep(key, data)
+        return out
+
+    def _keep(self, key: RecordKey, record: bytes) -> None:
+        """Keep the session of a record just opened (its header checked by _session_of)."""
+        with self._lock:
+            if not self._wiped:  # wipe() may have run since _session_of: not past it
+                self._opened = (key, record[:HEADER_LEN])
 
     def _session_of(self, data: bytes) -> RecordKey:
         """The session key a sealed batch names, once its header checks out: structure
@@ -313,16 +343,31 @@ class BatchCodec:
         first = blobs[0]
         if type(first) is not bytes:
             return None
+        opened = self._opened
+        if (
+            opened is not None
+            and len(first) >= HEADER_LEN
+            and hmac.compare_digest(first[:NONCE_OFFSET], opened[1][:NONCE_OFFSET])
+            and hmac.compare_digest(first[_NONCE_END:HEADER_LEN], opened[1][_NONCE_END:])
+        ):
+            key = opened[0]  # the kept session (see open()): its header is checked
+        else:
+            try:
+                key = self._session_of(first)
+            except (FormatError, InvalidTag):
+                return None
         try:
-            key = self._session_of(first)
-        except (FormatError, InvalidTag):
-            return None
-        try:
-            return key.open_many(first[:HEADER_LEN], blobs)
+            if len(first) >= EACH_FROM:
+                out = key.open_each(first[:HEADER_LEN], blobs)
+            else:
+                out = key.open_many(first[:HEADER_LEN], blobs)
         except (TypeError, ValueError):  # an item that is not a bytes-like buffer: named below
             return None
         except InvalidTag as exc:
             raise InvalidTag(f"batch {exc.index}: authentication failed", index=exc.index) from None
+        if out is not None and (opened is None or opened[0] is not key):
+            self._keep(key, first)  # a new session, checked by _session_of
+        return out
 
     def _session_for(self, salt: bytes, claimed: bytes) -> Tuple[RecordKey, bytes]:
         with self._lock:

@@ -159,6 +159,63 @@ def test_batch_argument_errors() -> None:
         aead.encrypt_many([NONCE], ["text"])  # type: ignore[list-item]
 
 
+def _outcome(call: Callable[[], Any]) -> Any:
+    try:
+        return "ok", call()
+    except Exception as exc:  # noqa: BLE001 - the very exception is what is compared
+        return type(exc), str(exc), getattr(exc, "index", None)
+
+
+@pytest.mark.parametrize("cls", [AESGCM, SM4GCM])
+@pytest.mark.parametrize("aad_mode", ["none", "shared", "each"])
+def test_large_batches_go_one_call_each_with_the_packed_results(
+        cls: Any, aad_mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of large messages (cbuffers.EACH_FROM) go one C call per message; results
+    and errors are the packed path's, which a huge EACH_FROM forces."""
+    from sls_envelope import aead as aead_module
+
+    aead = cls(bytes(16))
+    each = aead_module.EACH_FROM
+    nonces = [os.urandom(12) for _ in range(4)]
+    messages = [os.urandom(each + n) for n in (0, 1, 100, 5000)]
+    aads: Any = {"none": None, "shared": b"shared", "each": [os.urandom(n) for n in (0, 1, 20, 3)]}[aad_mode]
+    sealed = aead.encrypt_many(nonces, messages, aads)
+    shared = aads if not isinstance(aads, list) else None
+    assert sealed == [aead.encrypt(n, m, aads[i] if isinstance(aads, list) else shared)
+                      for i, (n, m) in enumerate(zip(nonces, messages))]
+    tampered = [bytearray(x) for x in sealed]
+    tampered[2][-1] ^= 1
+    tampered[3][0] ^= 1  # a later failure is not the one named
+    cases: list[Callable[[], Any]] = [
+        lambda: aead.decrypt_many(nonces, sealed, aads),
+        lambda: aead.decrypt_many(nonces, [bytes(x) for x in tampered], aads),
+        lambda: aead.decrypt_many(nonces, sealed[:3] + [sealed[3][:15]], aads),
+        lambda: aead.decrypt_many(nonces, sealed[:3] + [bytearray(sealed[3])], aads),
+        lambda: aead.decrypt_many(nonces[:3] + [b"short"], sealed, aads),
+        lambda: aead.decrypt_many(nonces[:3], sealed, aads),
+        lambda: aead.encrypt_many(nonces, messages[:3] + ["text" * each], aads),
+        lambda: aead.encrypt_many(nonces, messages, [b"a"]),
+        lambda: aead.encrypt_many(nonces, messages, 42),
+    ]
+    expected = []
+    for case in cases:
+        monkeypatch.setattr(aead_module, "EACH_FROM", 1 << 62)  # the packed path
+        expected.append(_outcome(case))
+        monkeypatch.setattr(aead_module, "EACH_FROM", each)
+        assert _outcome(case) == expected[-1]
+    assert expected[0] == ("ok", messages)
+    assert expected[1][0] is InvalidTag and expected[1][2] == 2
+    calls: list[int] = []
+    real = aead_module._decrypt_scratch
+
+    def counting(*args: Any) -> Any:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(aead_module, "_decrypt_scratch", counting)
+    assert aead.decrypt_many(nonces, sealed, aads) == messages and len(calls) == 4  # one call each
+
+
 def test_too_long_is_refused_in_c_before_reading() -> None:
     aead = AESGCM(bytes(16))
     out = ffi.new("uint8_t[64]")

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import sls_envelope
 from sls_envelope import FormatError, InvalidTag, KeyInvalidError, SlsEnvelopeError, session_codec
 from sls_envelope import format as fmt
-from sls_envelope.records import RecordKey
+from sls_envelope.records import EACH_FROM, RecordKey, fork_generation
 from sls_envelope.session_codec import BatchCodec
 
 from . import reference_gcm
@@ -358,6 +358,132 @@ def test_open_many_across_sessions_and_odd_items_goes_blob_by_blob() -> None:
         a.open_many([b"junk", blobs[1]])
     with pytest.raises(FormatError, match="batch 1"):
         a.open_many([blobs[0], 42])
+
+
+# ---- the reading side's fast paths (issue 19) ---------------------------------------------
+
+
+def _error_of(call: Any) -> Any:
+    try:
+        call()
+    except Exception as exc:  # noqa: BLE001 - the very exception is what is compared
+        return type(exc), str(exc), getattr(exc, "index", None)
+    return None
+
+
+def test_open_takes_the_last_session_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    c = codec()
+    blobs = c.seal_many([b"one", b"two", b"three"])
+    assert c.open(blobs[0]) == b"one"  # full checks, then the session is kept
+    monkeypatch.setattr(BatchCodec, "_session_of", lambda *a: pytest.fail("full checks ran"))
+    monkeypatch.setattr(RecordKey, "open", lambda *a: pytest.fail("RecordKey.open ran"))
+    assert c.open(blobs[1]) == b"two" and c.open(blobs[2]) == b"three"
+    assert c.open_many(blobs) == [b"one", b"two", b"three"]  # open_many starts from it too
+
+
+@pytest.mark.parametrize("suite", SUITE_NAMES)
+def test_open_errors_are_the_same_after_a_record_of_the_session(suite: str) -> None:
+    """Every header byte changed, truncations, an extension, a flipped tag: the codec that
+    holds the session (the one-call path) gives exactly the exception a fresh codec gives."""
+    c = codec(suite)
+    good, blob = c.seal_many([b"good", b"a batch of records"])
+    variants = [blob[:n] for n in (0, 3, 4, 50, fmt.HEADER_LEN, fmt.MIN_BLOB_LEN - 1, fmt.MIN_BLOB_LEN)]
+    variants += [blob + b"\0", blob[:-1] + bytes([blob[-1] ^ 1]), blob[:100] + bytes([blob[100] ^ 1]) + blob[101:]]
+    for at in range(fmt.HEADER_LEN):
+        variants.append(blob[:at] + bytes([blob[at] ^ 0x21]) + blob[at + 1:])
+    for variant in variants:
+        assert c.open(good) == b"good"  # the session is the one kept
+        expected = _error_of(lambda v=variant: codec(suite).open(v))
+        assert expected is not None
+        assert _error_of(lambda v=variant: c.open(v)) == expected
+        assert _error_of(lambda v=variant: c.open(bytearray(v))) == expected
+        many = _error_of(lambda v=variant: codec(suite).open_many([v, blob]))
+        assert many is not None
+        assert _error_of(lambda v=variant: c.open_many([v, blob])) == many
+        assert _error_of(lambda v=variant: c.open_many([blob, v])) == _error_of(
+            lambda v=variant: codec(suite).open_many([blob, v]))
+    assert c.open(blob) == b"a batch of records"
+
+
+def test_open_moves_between_sessions() -> None:
+    a, b = codec(), codec()  # same key and context, two sessions
+    reader = codec()
+    one, two, three = a.seal(b"one"), b.seal(b"two"), a.seal(b"three")
+    assert [reader.open(x) for x in (one, two, three, two, one)] == [b"one", b"two", b"three", b"two", b"one"]
+    other = codec(key=b"o" * 32)
+    assert other.open(other.seal(b"x")) == b"x"
+    with pytest.raises(InvalidTag, match="commitment"):
+        other.open(one)  # another key's session: the full checks name it
+
+
+def test_wipe_stops_the_kept_session() -> None:
+    c = codec()
+    blob = c.seal(b"x")
+    assert c.open(blob) == b"x"
+    c.wipe()
+    with pytest.raises(KeyInvalidError):
+        c.open(blob)
+
+
+def test_large_batches_are_sealed_and_opened_one_call_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    c = codec()
+    size = EACH_FROM
+    batches = [os.urandom(size + n) for n in (0, 1, 4096)] + [bytearray(os.urandom(size))]
+    packed: List[str] = []
+
+    def spy(name: str) -> Any:
+        return lambda *a: packed.append(name)
+
+    monkeypatch.setattr(RecordKey, "seal_many", spy("seal_many"))
+    monkeypatch.setattr(RecordKey, "open_many", spy("open_many"))
+    first = fmt.inspect(c.seal(b"first"))["counter"]
+    blobs = c.seal_many(batches)
+    assert [fmt.inspect(b)["counter"] for b in blobs] == list(range(first + 1, first + 5))
+    assert c.open_many(blobs) == batches
+    assert [codec().open(b) for b in blobs] == batches  # what single calls open
+    assert packed == []  # neither packed path ran
+
+
+def test_large_batches_give_the_packed_paths_errors() -> None:
+    c = codec()
+    big = b"b" * EACH_FROM
+    blobs = c.seal_many([big] * 4)
+    for where in (0, 2, 3):
+        bad = list(blobs)
+        bad[where] = bad[where][:-1] + bytes([bad[where][-1] ^ 1])
+        bad[3] = bad[3][:-1] + bytes([bad[3][-1] ^ 4])  # a later failure is not the one named
+        with pytest.raises(InvalidTag, match=f"batch {where}: authentication failed") as info:
+            c.open_many(bad)
+        assert info.value.index == where
+    bad_flags = blobs[2][:6] + b"\x01" + blobs[2][7:]
+    with pytest.raises(FormatError, match="batch 2.*flags"):
+        c.open_many([blobs[0], blobs[1], bad_flags])
+    assert c.open_many([blobs[0], bytearray(blobs[1]), memoryview(blobs[2])]) == [big] * 3
+    with pytest.raises(FormatError, match="batch 1"):
+        c.open_many([blobs[0], 42])
+    mixed = [blobs[0], codec().seal(big), blobs[1]]
+    assert c.open_many(mixed) == [big] * 3
+    small_error = _error_of(lambda: c.seal_many([b"x", "y"]))  # type: ignore[list-item]
+    assert small_error is not None and small_error[0] is TypeError
+    assert _error_of(lambda: c.seal_many([big, "y" * len(big)])) == small_error  # type: ignore[list-item]
+
+
+def test_large_batches_start_a_new_session_when_c_sees_a_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork between seal_many's check and C (or one the check missed): C refuses the
+    stale session and the call goes on in a new one, as seal() does."""
+    c = codec()
+    old = fmt.inspect(c.seal(b"first"))["session"]
+    session = c._session
+    assert session is not None
+    real = fork_generation
+    session.fork_gen = real() + 1  # as if the session began in another fork generation
+    answers = [session.fork_gen]  # which the Python check is told once
+    monkeypatch.setattr(session_codec, "fork_generation", lambda: answers.pop() if answers else real())
+    big = [os.urandom(EACH_FROM)] * 3
+    blobs = c.seal_many(big)
+    assert {fmt.inspect(b)["session"] for b in blobs} != {old}
+    assert len({fmt.inspect(b)["session"] for b in blobs}) == 1
+    assert c.open_many(blobs) == big
 
 
 def test_new_session_at_the_batch_limit() -> None:

@@ -252,3 +252,40 @@ char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t
     sls_env_set_last_error(rc);
     return NULL;
 }
+
+/* ---- one record of a session already checked (issue 19) ---------------------------
+ * The reading side's hot path.  sls_envelope/session_codec.py checks a session's header
+ * once in Python (structure, suite, key_ref, the key commitment) and keeps it; every
+ * later record of that session carries the same header outside its nonce, so this one
+ * call compares it with the kept one and opens the record.  The comparison runs over
+ * every byte whatever it finds (sls_env_ct_equal, twice, results combined without a
+ * branch): the commitment is inside it.  SLS_ENV_ERR_HEADER (nothing opened) sends the
+ * caller back to its full checks, which also name the exact error. */
+char *sls_env_open_record_as(const sls_env_aead *ctx, const uint8_t *expected,
+                             const uint8_t *record, size_t record_len, size_t header_len,
+                             size_t nonce_offset)
+{
+    int rc = SLS_ENV_ERR_ARG;
+    if (ctx != NULL && expected != NULL && record != NULL && format_layout_ok(header_len, nonce_offset)) {
+        if (record_len < header_len || record_len - header_len < SLS_ENV_TAG_LEN) {
+            rc = SLS_ENV_ERR_SHORT;
+        } else {
+            size_t tail = nonce_offset + SLS_ENV_NONCE_LEN;
+            int same = sls_env_ct_equal(record, expected, nonce_offset) &
+                       sls_env_ct_equal(record + tail, expected + tail, header_len - tail);
+            if (!same) {
+                rc = SLS_ENV_ERR_HEADER;
+            } else {
+                size_t clen = record_len - header_len;
+                uint8_t *buf = sls_env_scratch(clen - SLS_ENV_TAG_LEN);
+                rc = buf == NULL ? SLS_ENV_ERR_NOMEM
+                                 : sls_env_aead_decrypt(ctx, record + nonce_offset, record, header_len,
+                                                        record + header_len, clen, buf);
+                if (rc == SLS_ENV_OK)
+                    return (char *)buf;
+            }
+        }
+    }
+    sls_env_set_last_error(rc);
+    return NULL;
+}

@@ -156,6 +156,15 @@ char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header
                                   const uint8_t *nonce_prefix, uint64_t counter,
                                   const uint8_t *in, size_t in_len, uint64_t fork_generation);
 
+/* One record whose header must equal `expected` (header_len bytes, a header this
+ * session's caller has already checked) outside the nonce, compared in constant time;
+ * then opened as sls_env_open_record does.  NULL with SLS_ENV_ERR_HEADER if the header
+ * differs, SLS_ENV_ERR_SHORT if the record cannot hold a header and a tag (nothing
+ * opened in either case), SLS_ENV_ERR_AUTH if the tag fails (scratch zeroed). */
+char *sls_env_open_record_as(const sls_env_aead *ctx, const uint8_t *expected,
+                             const uint8_t *record, size_t record_len, size_t header_len,
+                             size_t nonce_offset);
+
 /* How many times this process's line of ancestors has forked since the library was
  * loaded: a counter bumped in the child by a pthread_atfork handler, so it sees every
  * fork() through libc, including those that bypass Python's os.register_at_fork. */

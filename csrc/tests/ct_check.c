@@ -148,6 +148,8 @@ static void check_impl(int alg, const char *impl)
                                                       sls_env_fork_generation());
         expect(one != NULL, "seal_record_scratch");
         expect(sls_env_open_record(ctx, records, 24 + 100 + 16, 24, 4) != NULL, "open_record");
+        expect(sls_env_open_record_as(ctx, header, records, 24 + 100 + 16, 24, 4) != NULL,
+               "open_record_as");
 
         /* Raw blocks (the hooks the vector tests use). */
         uint8_t blocks[64];

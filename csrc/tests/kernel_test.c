@@ -731,6 +731,61 @@ static void fork_generation(void)
     sls_env_aead_free(ctx);
 }
 
+/* sls_env_open_record_as: a record opens against its own header with any nonce in the
+ * template; any other header byte of the template refuses it (HEADER, nothing opened);
+ * short records, flipped ciphertext and NULLs as sls_env_open_record. */
+static void open_record_as_api(int alg, const char *impl)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s %s open_record_as", alg_name(alg), impl);
+    uint8_t key[32];
+    size_t klen = key_len_for(alg);
+    rnd_fill(key, klen);
+    sls_env_aead *ctx = must_new(alg, key, klen, impl);
+    for (int round = 0; round < 8; round++) {
+        size_t header_len = round == 0 ? 99 : 12 + rnd_below(40);
+        size_t nonce_offset = round == 0 ? 55 : rnd_below(header_len - 12 + 1), len = rnd_below(600);
+        uint8_t header[99], expected[99], prefix[4];
+        rnd_fill(header, header_len);
+        rnd_fill(prefix, 4);
+        uint8_t *m = xmalloc(len + 1), *rec = xmalloc(header_len + len + 16);
+        rnd_fill(m, len);
+        size_t rlen = header_len + len + 16;
+        CHECK(sls_env_seal_records(ctx, header, header_len, nonce_offset, prefix, rnd(), 1, m, NULL, len,
+                                   rec) == SLS_ENV_OK, "%s: seal", what);
+        memcpy(expected, header, header_len); /* the template's nonce is not the record's */
+        const char *pt = sls_env_open_record_as(ctx, expected, rec, rlen, header_len, nonce_offset);
+        CHECK(pt != NULL && memcmp(pt, m, len) == 0, "%s: round %d", what, round);
+        for (size_t h = 0; h < header_len; h++) {
+            if (h >= nonce_offset && h < nonce_offset + 12)
+                continue;
+            expected[h] ^= (uint8_t)(1u << (h % 8));
+            CHECK(sls_env_open_record_as(ctx, expected, rec, rlen, header_len, nonce_offset) == NULL &&
+                      sls_env_last_error() == SLS_ENV_ERR_HEADER,
+                  "%s: template byte %zu changed, record opened", what, h);
+            expected[h] = header[h];
+        }
+        CHECK(sls_env_open_record_as(ctx, expected, rec, header_len + 15, header_len, nonce_offset) == NULL &&
+                  sls_env_last_error() == SLS_ENV_ERR_SHORT, "%s: short record", what);
+        size_t flip = header_len + rnd_below(len + 16);
+        rec[flip] ^= 0x10;
+        pt = sls_env_open_record_as(ctx, expected, rec, rlen, header_len, nonce_offset);
+        CHECK(pt == NULL && sls_env_last_error() == SLS_ENV_ERR_AUTH, "%s: byte %zu flipped, opened", what, flip);
+        CHECK(all_zero(sls_env_scratch(0), len), "%s: scratch not zeroed after failure", what);
+        rec[flip] ^= 0x10;
+        CHECK(sls_env_open_record_as(NULL, expected, rec, rlen, header_len, nonce_offset) == NULL &&
+                  sls_env_last_error() == SLS_ENV_ERR_ARG &&
+                  sls_env_open_record_as(ctx, NULL, rec, rlen, header_len, nonce_offset) == NULL &&
+                  sls_env_open_record_as(ctx, expected, NULL, rlen, header_len, nonce_offset) == NULL &&
+                  sls_env_open_record_as(ctx, expected, rec, rlen, 11, 0) == NULL &&
+                  sls_env_last_error() == SLS_ENV_ERR_ARG,
+              "%s: bad arguments", what);
+        free(m);
+        free(rec);
+    }
+    sls_env_aead_free(ctx);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : (uint64_t)time(NULL);
@@ -751,6 +806,7 @@ int main(int argc, char **argv)
             differential(alg, impl, random_long);
             batch_api(alg, impl);
             records_api(alg, impl);
+            open_record_as_api(alg, impl);
             printf("  %s %-10s %s (%.1f s)\n", alg_name(alg), impl,
                    failures == before ? "ok" : "FAILED",
                    (double)(clock() - t0) / CLOCKS_PER_SEC);
