@@ -32,6 +32,17 @@ static int format_layout_ok(size_t header_len, size_t nonce_offset)
     return nonce_offset <= header_len && header_len - nonce_offset >= SLS_ENV_NONCE_LEN;
 }
 
+/* A record's header equals the session's `expected` one outside the nonce.  Headers are
+ * public (every record carries its session's), yet the comparison runs over every byte
+ * whatever it finds, the key commitment being among them: no early exit to time. */
+static int format_header_matches(const uint8_t *record, const uint8_t *expected, size_t header_len,
+                                 size_t nonce_offset)
+{
+    size_t tail = nonce_offset + SLS_ENV_NONCE_LEN;
+    return sls_env_ct_equal(record, expected, nonce_offset) &
+           sls_env_ct_equal(record + tail, expected + tail, header_len - tail);
+}
+
 /* ---- batches ------------------------------------------------------------------ */
 
 /* Walks the packed inputs of a batch call: message i's bytes, AAD and nonce. */
@@ -177,9 +188,8 @@ int sls_env_open_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
         !format_layout_ok(header_len, nonce_offset))
         return SLS_ENV_ERR_ARG;
     *failed_index = 0;
-    /* Headers and lengths are public: check them all before opening anything.  The
-     * template's tail starts after the nonce. */
-    size_t tail = nonce_offset + SLS_ENV_NONCE_LEN, total = 0;
+    /* Headers and lengths are public: check them all before opening anything. */
+    size_t total = 0;
     const uint8_t *rec = in;
     for (size_t i = 0; i < n; i++) {
         size_t len = in_lens ? in_lens[i] : in_len_each;
@@ -189,7 +199,7 @@ int sls_env_open_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
         int rc = sls_env_gcm_check_lengths(header_len, len - header_len - SLS_ENV_TAG_LEN);
         if (rc != SLS_ENV_OK)
             return rc;
-        if (memcmp(rec, header, nonce_offset) != 0 || memcmp(rec + tail, header + tail, header_len - tail) != 0)
+        if (!format_header_matches(rec, header, header_len, nonce_offset))
             return SLS_ENV_ERR_HEADER;
         total += len - header_len - SLS_ENV_TAG_LEN;
         rec += len;
@@ -232,13 +242,18 @@ char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header
     return NULL;
 }
 
-char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t record_len,
-                          size_t header_len, size_t nonce_offset)
+/* One record opened into the thread's scratch: its length checked, then, when `expected`
+ * is given, its header compared with that one outside the nonce (SLS_ENV_ERR_HEADER,
+ * nothing opened), then the tag verified.  Both entry points below. */
+static char *open_record(const sls_env_aead *ctx, const uint8_t *expected, const uint8_t *record,
+                         size_t record_len, size_t header_len, size_t nonce_offset)
 {
     int rc = SLS_ENV_ERR_ARG;
     if (ctx != NULL && record != NULL && format_layout_ok(header_len, nonce_offset)) {
         if (record_len < header_len || record_len - header_len < SLS_ENV_TAG_LEN) {
             rc = SLS_ENV_ERR_SHORT;
+        } else if (expected != NULL && !format_header_matches(record, expected, header_len, nonce_offset)) {
+            rc = SLS_ENV_ERR_HEADER;
         } else {
             size_t clen = record_len - header_len;
             uint8_t *buf = sls_env_scratch(clen - SLS_ENV_TAG_LEN);
@@ -253,39 +268,26 @@ char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t
     return NULL;
 }
 
+char *sls_env_open_record(const sls_env_aead *ctx, const uint8_t *record, size_t record_len,
+                          size_t header_len, size_t nonce_offset)
+{
+    return open_record(ctx, NULL, record, record_len, header_len, nonce_offset);
+}
+
 /* ---- one record of a session already checked (issue 19) ---------------------------
  * The reading side's hot path.  sls_envelope/session_codec.py checks a session's header
  * once in Python (structure, suite, key_ref, the key commitment) and keeps it; every
  * later record of that session carries the same header outside its nonce, so this one
- * call compares it with the kept one and opens the record.  The comparison runs over
- * every byte whatever it finds (sls_env_ct_equal, twice, results combined without a
- * branch): the commitment is inside it.  SLS_ENV_ERR_HEADER (nothing opened) sends the
- * caller back to its full checks, which also name the exact error. */
+ * call compares it with the kept one (format_header_matches) and opens the record.
+ * SLS_ENV_ERR_HEADER (nothing opened) sends the caller back to its full checks, which
+ * also name the exact error. */
 char *sls_env_open_record_as(const sls_env_aead *ctx, const uint8_t *expected,
                              const uint8_t *record, size_t record_len, size_t header_len,
                              size_t nonce_offset)
 {
-    int rc = SLS_ENV_ERR_ARG;
-    if (ctx != NULL && expected != NULL && record != NULL && format_layout_ok(header_len, nonce_offset)) {
-        if (record_len < header_len || record_len - header_len < SLS_ENV_TAG_LEN) {
-            rc = SLS_ENV_ERR_SHORT;
-        } else {
-            size_t tail = nonce_offset + SLS_ENV_NONCE_LEN;
-            int same = sls_env_ct_equal(record, expected, nonce_offset) &
-                       sls_env_ct_equal(record + tail, expected + tail, header_len - tail);
-            if (!same) {
-                rc = SLS_ENV_ERR_HEADER;
-            } else {
-                size_t clen = record_len - header_len;
-                uint8_t *buf = sls_env_scratch(clen - SLS_ENV_TAG_LEN);
-                rc = buf == NULL ? SLS_ENV_ERR_NOMEM
-                                 : sls_env_aead_decrypt(ctx, record + nonce_offset, record, header_len,
-                                                        record + header_len, clen, buf);
-                if (rc == SLS_ENV_OK)
-                    return (char *)buf;
-            }
-        }
+    if (expected == NULL) {
+        sls_env_set_last_error(SLS_ENV_ERR_ARG);
+        return NULL;
     }
-    sls_env_set_last_error(rc);
-    return NULL;
+    return open_record(ctx, expected, record, record_len, header_len, nonce_offset);
 }

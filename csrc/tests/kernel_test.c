@@ -752,7 +752,7 @@ static void open_record_as_api(int alg, const char *impl)
         rnd_fill(m, len);
         size_t rlen = header_len + len + 16;
         CHECK(sls_env_seal_records(ctx, header, header_len, nonce_offset, prefix, rnd(), 1, m, NULL, len,
-                                   rec) == SLS_ENV_OK, "%s: seal", what);
+                                   rec, sls_env_fork_generation()) == SLS_ENV_OK, "%s: seal", what);
         memcpy(expected, header, header_len); /* the template's nonce is not the record's */
         const char *pt = sls_env_open_record_as(ctx, expected, rec, rlen, header_len, nonce_offset);
         CHECK(pt != NULL && memcmp(pt, m, len) == 0, "%s: round %d", what, round);
