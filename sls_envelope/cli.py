@@ -456,11 +456,21 @@ LOGSTORE_COMMANDS: List[Callable[[Any, argparse.ArgumentParser], None]] = [
 
 
 def _register_logstore(sub: Any, common: argparse.ArgumentParser) -> None:
-    logstore = sub.add_parser("logstore", help="create, show, list and delete Logstores").add_subparsers(
-        dest="logstore_command", metavar="COMMAND", parser_class=_Parser)
-    logstore.required = True
-    for register in LOGSTORE_COMMANDS:
-        register(logstore, common)
+    _add_commands(sub.add_parser("logstore", help="create, show, list and delete Logstores"), "logstore_command",
+                  LOGSTORE_COMMANDS, common)
+
+
+def _add_commands(
+    parser: argparse.ArgumentParser, dest: str, commands: List[Callable[[Any, argparse.ArgumentParser], None]],
+    common: argparse.ArgumentParser,
+) -> Any:
+    """A required COMMAND under `parser`, one subcommand per function of `commands`: the
+    one way commands are registered, at the top level and in each group."""
+    sub = parser.add_subparsers(dest=dest, metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for register in commands:
+        register(sub, common)
+    return sub
 
 
 # ---- kms ------------------------------------------------------------------------------------------
@@ -759,11 +769,8 @@ KMS_COMMANDS: List[Callable[[Any, argparse.ArgumentParser], None]] = [
 
 
 def _register_kms(sub: Any, common: argparse.ArgumentParser) -> None:
-    kms = sub.add_parser("kms", help="the embedded KMS: CMKs and RAM roles").add_subparsers(
-        dest="kms_command", metavar="COMMAND", parser_class=_Parser)
-    kms.required = True
-    for register in KMS_COMMANDS:
-        register(kms, common)
+    _add_commands(sub.add_parser("kms", help="the embedded KMS: CMKs and RAM roles"), "kms_command", KMS_COMMANDS,
+                  common)
 
 
 # ---- encrypt and decrypt ----------------------------------------------------------------------------
@@ -1018,10 +1025,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", default=False, help="print JSON instead of tables")
     parser.add_argument("-v", "--verbose", action="store_true", default=False,
                         help="show a traceback on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-    for register in COMMANDS:
-        register(sub, common)
+    _add_commands(parser, "command", COMMANDS, common)
     return parser
 
 
