@@ -601,9 +601,11 @@ class LocalKms(KmsClient):
 
     def _call(self, operation: Callable[[], T], what: str) -> T:
         def attempt() -> T:
+            # One outermost hold of the lock (its flock and reload check) for the fault check
+            # and the operation, which takes the lock again re-entrantly at no cost.
             with self._store.lock:
                 self._store.fault()
-            return operation()
+                return operation()
 
         return call_with_retries(attempt, policy=self._retry, what=what)
 
@@ -660,8 +662,8 @@ class _PrincipalClient(KmsClient):
 
     def decrypt_with_key_id(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> Tuple[str, bytes]:
         key_id, raw_id, nonce, sealed = _parse_blob(ciphertext_blob)
-        length_prefixed_context(context)  # bad contexts are refused before anything else
-        plaintext = self._run("Decrypt", key_id, lambda s: _unwrap(s, key_id, raw_id, nonce, sealed, context))
+        aad = _aad(raw_id, length_prefixed_context(context))  # bad contexts are refused before anything else
+        plaintext = self._run("Decrypt", key_id, lambda s: _unwrap(s, key_id, nonce, sealed, aad))
         return key_id, plaintext
 
     def describe_key(self, key_id: str) -> Dict[str, Any]:
@@ -756,20 +758,23 @@ def _describe(state: _State, key_id: str) -> Dict[str, Any]:
     return meta
 
 
-def _aad(raw_id: bytes, context: EncryptionContext) -> bytes:
-    return _WRAP_LABEL + bytes([len(raw_id)]) + raw_id + length_prefixed_context(context)
+def _aad(raw_id: bytes, encoded_context: bytes) -> bytes:
+    """The AAD of a wrapped blob; encoded_context is length_prefixed_context's, computed once
+    per call by the caller (which refuses a bad context with it before anything else)."""
+    return _WRAP_LABEL + bytes([len(raw_id)]) + raw_id + encoded_context
 
 
 def _wrap(state: _State, action: str, key_id: str, plaintext: bytes, context: EncryptionContext) -> bytes:
     """plaintext sealed under the CMK: version || id length || id || nonce || AES-GCM."""
-    length_prefixed_context(context)  # a bad context is refused before the key is looked at
+    encoded_context = length_prefixed_context(context)  # a bad context is refused before the key is looked at
     raw_id = key_id.encode("utf-8")
     if len(raw_id) > 255:
         raise ValueError("key id too long")
+    aad = _aad(raw_id, encoded_context)
     record = state.key_for(action, key_id)
     wrapper = AESGCM(base64.b64decode(record["_material"]))
     nonce = secrets.token_bytes(_NONCE_LEN)
-    sealed = wrapper.encrypt(nonce, plaintext, _aad(raw_id, context))
+    sealed = wrapper.encrypt(nonce, plaintext, aad)
     return bytes([_BLOB_VERSION, len(raw_id)]) + raw_id + nonce + sealed
 
 
@@ -791,12 +796,11 @@ def _parse_blob(blob: Any) -> Tuple[str, bytes, bytes, bytes]:
     return key_id, raw_id, nonce, blob[2 + id_len + _NONCE_LEN:]
 
 
-def _unwrap(state: _State, key_id: str, raw_id: bytes, nonce: bytes, sealed: bytes,
-            context: EncryptionContext) -> bytes:
+def _unwrap(state: _State, key_id: str, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
     record = state.key_for("Decrypt", key_id)
     wrapper = AESGCM(base64.b64decode(record["_material"]))
     try:
-        return wrapper.decrypt(nonce, sealed, _aad(raw_id, context))
+        return wrapper.decrypt(nonce, sealed, aad)
     except InvalidTag:
         raise KeyInvalidError(
             "the ciphertext blob does not open under its key with this encryption context",
