@@ -116,11 +116,12 @@ def start_trivial() -> Tuple["subprocess.Popen[str]", str]:
     return proc, match.group(1)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (all its threads), from /proc/<pid>/stat."""
+def cpu_seconds(pid: int) -> Tuple[float, float]:
+    """(user, system) CPU time of a process so far (all its threads), from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _worker(endpoint: str, key_id: str, start: threading.Event, stop: threading.Event,
@@ -160,7 +161,7 @@ def main() -> None:
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - began
-        server_cpu, client_cpu = cpu_seconds(proc.pid) - server_cpu0, cpu_seconds(os.getpid()) - client_cpu0
+        (server_user, server_sys), (client_user, client_sys) = cpu_seconds(proc.pid), cpu_seconds(os.getpid())
     finally:
         if args.trivial:
             proc.kill()
@@ -170,10 +171,14 @@ def main() -> None:
     latencies = sorted(x for lat in per_thread for x in lat)
     calls = len(latencies)
     p99 = latencies[min(calls - 1, int(0.99 * calls))]
+    server_user, server_sys = server_user - server_cpu0[0], server_sys - server_cpu0[1]
+    client_user, client_sys = client_user - client_cpu0[0], client_sys - client_cpu0[1]
     print(f"{'trivial server, ' if args.trivial else ''}{args.threads} threads, {elapsed:.1f} s: {calls} calls, "
           f"{calls / elapsed:.0f} calls/s, p50 {statistics.median(latencies) * 1000:.1f} ms, "
-          f"p99 {p99 * 1000:.1f} ms; CPU per call: server {server_cpu / calls * 1e6:.0f} us, "
-          f"client {client_cpu / calls * 1e6:.0f} us; load average {os.getloadavg()[0]:.1f}")
+          f"p99 {p99 * 1000:.1f} ms; CPU per call (user + system): "
+          f"server {server_user / calls * 1e6:.0f} + {server_sys / calls * 1e6:.0f} us, "
+          f"client {client_user / calls * 1e6:.0f} + {client_sys / calls * 1e6:.0f} us; "
+          f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import json
 import logging
 import secrets
@@ -40,11 +41,12 @@ import threading
 import time
 import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from ..exceptions import KeyInvalidError, KmsUnavailableError
 from ..httpd import HttpServer, Limits, Reply, Request
-from .acs_signature import ACS3_ALGORITHM, RequestVerifier, SignatureError, SignedRequest, VerifiedCaller, format_timestamp
+from .acs_signature import (ACS3_ALGORITHM, RequestVerifier, SignatureError, SignedRequest, VerifiedCaller,
+                            format_timestamp, parse_query)
 from .local import create_log_service_role
 from .ram import Principal
 
@@ -311,10 +313,10 @@ class KmsApi:
             raise ApiError("UnsupportedHTTPMethod", "This http method is not supported.", 403)
         parts = urlsplit(target)
         try:
-            query = parse_qsl(parts.query, keep_blank_values=True, errors="strict")
+            query = parse_query(parts.query)
             form: List[Tuple[str, str]] = []
             if body and headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-                form = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+                form = parse_query(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise ApiError("InvalidParameter", "The request parameters are not valid UTF-8.") from None
         names = [k for k, _ in query] + [k for k, _ in form]
@@ -546,8 +548,10 @@ def _unb64(value: str, name: str) -> bytes:
         raise ApiError("InvalidParameter", f'The specified parameter "{name}" is not valid base64.') from None
 
 
+@functools.lru_cache(maxsize=1024)
 def _key_version(key_id: str) -> str:
-    """LocalKms keys have one version; its id is derived from the KeyId so it stays stable."""
+    """LocalKms keys have one version; its id is derived from the KeyId so it stays stable
+    (cached: every GenerateDataKey, Encrypt and Decrypt answer carries it)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "sls-envelope-localkms:" + key_id))
 
 
