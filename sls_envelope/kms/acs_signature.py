@@ -216,7 +216,8 @@ def parse_acs3_authorization(value: str) -> Tuple[str, List[str], str]:
     except KeyError:
         raise SignatureError("IncompleteSignature", "Authorization needs Credential, SignedHeaders and Signature") from None
     names = signed.split(";") if signed else []
-    if not credential or not signature or any(n != n.lower() or not n for n in names):
+    # Every name lower-case and none empty, checked on the whole list at once.
+    if not credential or not signature or signed != signed.lower() or "" in names:
         raise SignatureError("IncompleteSignature", "malformed Authorization header")
     return credential, names, signature
 
