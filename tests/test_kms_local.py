@@ -484,6 +484,38 @@ def test_a_file_changed_under_a_running_kms_is_refused_too(tmp_path: Any) -> Non
         kms.create_key()
 
 
+def test_data_key_calls_and_reads_never_write_the_state(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GenerateDataKey, Encrypt, Decrypt, DescribeKey and ListKeys leave localkms.json as it
+    is: no rewrite, no fsync (what `kms serve` answers hundreds of times a second, issue 15
+    item 9); a change of state still writes."""
+    from sls_envelope.kms._store import JsonFileStore
+
+    kms = LocalKms(tmp_path)
+    key_id = kms.create_key()
+    path = tmp_path / "localkms.json"
+    before = os.stat(path)
+    saves: List[str] = []
+    real_save = JsonFileStore.save
+
+    def counting_save(store: JsonFileStore) -> None:
+        saves.append("save")
+        real_save(store)
+
+    monkeypatch.setattr(JsonFileStore, "save", counting_save)
+    monkeypatch.setattr(os, "fsync", lambda fd: pytest.fail("fsync on a call that changes nothing"))
+    for _ in range(3):
+        data_key = kms.generate_data_key(key_id, context=CTX)
+        assert kms.decrypt(data_key.ciphertext_blob, context=CTX) == data_key.plaintext
+        assert kms.decrypt(kms.encrypt(key_id, b"x", context=CTX), context=CTX) == b"x"
+        kms.describe_key(key_id)
+        kms.list_keys()
+    after = os.stat(path)
+    assert saves == [] and (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    monkeypatch.undo()
+    kms.disable_key(key_id)
+    assert os.stat(path).st_ino != before.st_ino  # a change is written (atomically: a new inode)
+
+
 def test_a_cmk_is_used_with_the_material_stored_now(tmp_path: Any) -> None:
     """LocalKms keeps each CMK's AES-GCM context between calls (issue 15 item 9); when the
     state file gives the same key id other material (another process restored a backup, say),
