@@ -17,8 +17,10 @@ the load of a shared machine does not move, come from benches/callgrind_kms_serv
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -54,6 +56,7 @@ def start_server(wrapper: Sequence[str] = ()) -> Tuple["subprocess.Popen[str]", 
     """`kms serve` on a free port of 127.0.0.1 in a fresh home, run under ``wrapper`` (e.g.
     valgrind) if given; (the process, its endpoint host:port)."""
     home = tempfile.mkdtemp(prefix="bench-kms-serve-")
+    atexit.register(shutil.rmtree, home, True)  # the CMK and state made for the run go with it
     env = dict(os.environ, SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET=SECRET)
     proc = subprocess.Popen([*wrapper, sys.executable, "-m", "sls_envelope", "--home", home, "kms", "serve",
                              "--host", "127.0.0.1", "--port", "0", "--access-key-id", AK],
