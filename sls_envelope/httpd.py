@@ -150,23 +150,31 @@ class _Connection:
                 raise _Refused(None, "peer closed mid-head" if self.buffer else "peer closed")
         if end > limits.max_head:
             raise _Refused(431, "request head too large")
-        head = bytes(self.buffer[:end]).decode("latin-1")
+        head = self.buffer[:end].decode("latin-1")
         del self.buffer[:end + 4]
-        lines = head.split("\r\n")
-        parts = lines[0].split(" ")
+        request_line, _, header_lines = head.partition("\r\n")
+        parts = request_line.split(" ")
         if len(parts) != 3 or parts[2] not in ("HTTP/1.0", "HTTP/1.1") or not parts[0].isalpha():
             raise _Refused(400, "malformed request line")
         method, target, version = parts
-        headers: Dict[str, List[str]] = {}
-        for line in lines[1:]:
+        # Built as the final mapping at once (a repeated header joined with ","), with the
+        # Content-Length values kept apart: this loop runs for every header of every request.
+        joined: Dict[str, str] = {}
+        lengths: List[str] = []
+        for line in header_lines.split("\r\n") if header_lines else ():
             name, sep, value = line.partition(":")
             if not sep or not name or name != name.strip() or " " in name:
                 raise _Refused(400, "malformed header line")
-            headers.setdefault(name.lower(), []).append(value.strip())
-        joined = {name: ",".join(values) for name, values in headers.items()}
+            name = name.lower()
+            value = value.strip()
+            if name in joined:
+                joined[name] += "," + value
+            else:
+                joined[name] = value
+            if name == "content-length":
+                lengths.append(value)
         if "transfer-encoding" in joined:
             raise _Refused(501, "Transfer-Encoding is not supported")
-        lengths = headers.get("content-length", [])
         if len(set(lengths)) > 1 or (lengths and not lengths[0].isdigit()):
             raise _Refused(400, "bad Content-Length")
         length = int(lengths[0]) if lengths else 0

@@ -484,6 +484,63 @@ def test_a_file_changed_under_a_running_kms_is_refused_too(tmp_path: Any) -> Non
         kms.create_key()
 
 
+def test_data_key_calls_and_reads_never_write_the_state(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GenerateDataKey, Encrypt, Decrypt, DescribeKey and ListKeys leave localkms.json as it
+    is: no rewrite, no fsync (what `kms serve` answers hundreds of times a second, issue 15
+    item 9); a change of state still writes."""
+    from sls_envelope.kms._store import JsonFileStore
+
+    kms = LocalKms(tmp_path)
+    key_id = kms.create_key()
+    path = tmp_path / "localkms.json"
+    before = os.stat(path)
+    saves: List[str] = []
+    real_save = JsonFileStore.save
+
+    def counting_save(store: JsonFileStore) -> None:
+        saves.append("save")
+        real_save(store)
+
+    monkeypatch.setattr(JsonFileStore, "save", counting_save)
+    monkeypatch.setattr(os, "fsync", lambda fd: pytest.fail("fsync on a call that changes nothing"))
+    for _ in range(3):
+        data_key = kms.generate_data_key(key_id, context=CTX)
+        assert kms.decrypt(data_key.ciphertext_blob, context=CTX) == data_key.plaintext
+        assert kms.decrypt(kms.encrypt(key_id, b"x", context=CTX), context=CTX) == b"x"
+        kms.describe_key(key_id)
+        kms.list_keys()
+    after = os.stat(path)
+    assert saves == [] and (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    monkeypatch.undo()
+    kms.disable_key(key_id)
+    assert os.stat(path).st_ino != before.st_ino  # a change is written (atomically: a new inode)
+
+
+def test_a_cmk_is_used_with_the_material_stored_now(tmp_path: Any) -> None:
+    """LocalKms keeps each CMK's AES-GCM context between calls (issue 15 item 9); when the
+    state file gives the same key id other material (another process restored a backup, say),
+    the next call seals and opens with that material, not with the kept context."""
+    import base64
+    import json
+
+    kms = LocalKms(tmp_path)
+    key_id = kms.create_key()
+    old_blob = kms.generate_data_key(key_id, context=CTX).ciphertext_blob  # context kept from here
+    assert kms.decrypt(old_blob, context=CTX)
+    path = tmp_path / "localkms.json"
+    state = json.loads(path.read_text())
+    state["keys"][key_id]["_material"] = base64.b64encode(b"\x07" * 32).decode()
+    path.write_text(json.dumps(state) + " ")  # another size: seen as written by another process
+    with pytest.raises(KeyInvalidError) as refused:
+        kms.decrypt(old_blob, context=CTX)
+    assert refused.value.code == "InvalidCiphertext"
+    new_blob = kms.generate_data_key(key_id, context=CTX).ciphertext_blob
+    assert LocalKms(tmp_path).decrypt(new_blob, context=CTX)  # sealed under the material now stored
+    kms._store.keys[key_id]["_material"] = base64.b64encode(b"\x08" * 32).decode()  # in memory only
+    with pytest.raises(KeyInvalidError):
+        kms.decrypt(new_blob, context=CTX)
+
+
 def test_a_state_written_before_users_existed_still_opens(tmp_path: Any) -> None:
     """A state file and blob made by the previous release (no users, policies or service
     credential; the length-prefixed context encoding): it loads and the blob opens."""

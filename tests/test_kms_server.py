@@ -113,6 +113,19 @@ def test_acs3_good_request_is_served(api: KmsApi, key_id: str) -> None:
     assert body["RequestId"]
 
 
+def test_request_ids_are_upper_case_version_4_uuids(api: KmsApi, key_id: str) -> None:
+    ids = []
+    for request in (acs3_request("DescribeKey", {"KeyId": key_id}), acs3_request("DescribeKey", {"KeyId": "nope"})):
+        target, headers, body = request
+        response = api.handle("POST", target, headers, body)
+        ids.append(json.loads(response.body)["RequestId"])
+        assert response.headers["x-acs-request-id"] == ids[-1]
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed).upper()) == (4, uuid.RFC_4122, text)
+    assert ids[0] != ids[1]
+
+
 def test_acs3_wrong_secret_is_refused(api: KmsApi, key_id: str) -> None:
     status, body = call(api, acs3_request("DescribeKey", {"KeyId": key_id}, secret="not-the-secret"))
     assert (status, body["Code"]) == (400, "SignatureDoesNotMatch")

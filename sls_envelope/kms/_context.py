@@ -25,7 +25,9 @@ __all__ = ["canonical_context", "checked_context", "length_prefixed_context"]
 
 def checked_context(context: EncryptionContext) -> Dict[str, str]:
     """context as a plain dict, after checking every key and value is a str."""
-    if not isinstance(context, Mapping):
+    # A dict is checked first: isinstance against typing.Mapping goes through two Python-level
+    # __instancecheck__ calls, and every KMS call checks a context (issue 15 item 9).
+    if context.__class__ is not dict and not isinstance(context, Mapping):
         raise ValueError("encryption context must be a mapping of strings")
     checked: Dict[str, str] = {}
     for key, value in context.items():

@@ -29,7 +29,7 @@ import json
 import os
 import secrets
 import threading
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 __all__ = ["JsonFileStore"]
 
@@ -61,6 +61,9 @@ class JsonFileStore:
         self._lock_fd: Optional[int] = None
         self._seen: Optional[Tuple[int, int, int]] = None  # (inode, mtime_ns, size) last read or written
         self.dir = os.path.abspath(directory) if directory is not None else None
+        self._path = None if self.dir is None else os.path.join(self.dir, file_name)
+        self._lock_path = None if self.dir is None else os.path.join(self.dir, lock_name)
+        self._lock = _Lock(self)
         self._file_name = file_name
         self._lock_name = lock_name
         self._temp_prefix = temp_prefix
@@ -81,38 +84,43 @@ class JsonFileStore:
 
     @property
     def path(self) -> Optional[str]:
-        return None if self.dir is None else os.path.join(self.dir, self._file_name)
+        return self._path
 
     @property
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self) -> "_Lock":
         """Threads: a re-entrant lock.  Processes: an exclusive flock taken by the
         outermost holder, which also reloads what another process wrote since."""
-        with self._thread_lock:
-            self._depth += 1
-            try:
-                outermost = self._depth == 1 and self.dir is not None
-                if outermost:
-                    self._lock_file()
-                    try:
-                        if self._seen is not None and self._signature() != self._seen:
-                            self.load()
-                    except BaseException:
-                        self._unlock_file()
-                        raise
+        return self._lock
+
+    def _acquire(self) -> None:
+        self._thread_lock.acquire()
+        self._depth += 1
+        try:
+            if self._depth == 1 and self.dir is not None:
+                self._lock_file()
                 try:
-                    yield
-                except BaseException:
-                    # Whatever the failed operation changed in memory but did not save
-                    # (a full disk, say) is dropped: memory follows the file.
-                    if outermost:
+                    if self._seen is not None and self._signature() != self._seen:
                         self.load()
+                except BaseException:
+                    self._unlock_file()
                     raise
-                finally:
-                    if outermost:
-                        self._unlock_file()
-            finally:
-                self._depth -= 1
+        except BaseException:
+            self._depth -= 1
+            self._thread_lock.release()
+            raise
+
+    def _release(self, failed: bool) -> None:
+        outermost = self._depth == 1 and self.dir is not None
+        try:
+            if failed and outermost:
+                # Whatever the failed operation changed in memory but did not save
+                # (a full disk, say) is dropped: memory follows the file.
+                self.load()
+        finally:
+            if outermost:
+                self._unlock_file()
+            self._depth -= 1
+            self._thread_lock.release()
 
     def open(self) -> bool:
         """Under the lock: remove dead writers' temporaries, then load; False if no file yet."""
@@ -242,7 +250,8 @@ class JsonFileStore:
         import fcntl
 
         assert self.dir is not None
-        lock_path = os.path.join(self.dir, self._lock_name)
+        lock_path = self._lock_path
+        assert lock_path is not None
         mode = fcntl.LOCK_EX
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -280,6 +289,23 @@ class JsonFileStore:
         except FileNotFoundError:
             return None
         return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+class _Lock:
+    """JsonFileStore.lock: one context-manager object per store, not a generator-based one per
+    use: every KMS call takes the lock, and ``kms serve`` answers hundreds a second (issue 15
+    item 9)."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: JsonFileStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        self._store._acquire()
+
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: Any) -> None:
+        self._store._release(exc_type is not None)
 
 
 #: What a read-only directory or file answers a write: EROFS (read-only mount), EACCES/EPERM

@@ -177,6 +177,10 @@ class _State:
         self.service_credential: Optional[Dict[str, str]] = None
         self.faults: List[str] = []
         self._stored_account: Optional[str] = None
+        #: key id -> (its material as stored, the AES-GCM context made from it): the round keys
+        #: are expanded once per key, not at every GenerateDataKey/Encrypt/Decrypt (issue 15
+        #: item 9).  Emptied on every load; an entry goes with its key when the key is purged.
+        self._wrappers: Dict[str, Tuple[str, AESGCM]] = {}
         self.file = JsonFileStore(path, file_name=_FILE_NAME, lock_name=_LOCK_NAME, temp_prefix=_TEMP_PREFIX,
                                   validate=validate_state, load_into=self._load_into, dump=self._dump)
         with self.lock:
@@ -200,6 +204,7 @@ class _State:
         return self.file.lock
 
     def _load_into(self, document: Dict[str, Any]) -> None:
+        self._wrappers.clear()
         self._stored_account = document["account_id"]
         self.account_id = document["account_id"]
         self.keys = document["keys"]
@@ -230,6 +235,7 @@ class _State:
         record = self.keys.get(key_id)
         if record is not None and record["KeyState"] == "PendingDeletion" and self.clock() >= record["_delete_at"]:
             del self.keys[key_id]
+            self._wrappers.pop(key_id, None)
             self.save()
             record = None
         if record is None:
@@ -247,6 +253,17 @@ class _State:
                     else "; cancel its deletion first" if code == "Rejected.StateModifiedFailed" else "")
             raise KeyInvalidError(f"{action} is refused: the key {key_id!r} is {state}{hint}", code=code)
         return record
+
+    def wrapper(self, key_id: str, record: Mapping[str, Any]) -> AESGCM:
+        """The AES-GCM context of the CMK whose record is given (made on first use, and again
+        if the material stored for the key id is not the one it was made from)."""
+        material = record["_material"]
+        cached = self._wrappers.get(key_id)
+        if cached is not None and cached[0] == material:
+            return cached[1]
+        aead = AESGCM(base64.b64decode(material))
+        self._wrappers[key_id] = (material, aead)
+        return aead
 
     def fault(self) -> None:
         """Raise an injected transient failure, if any is queued (see LocalKms.inject_faults)."""
@@ -601,9 +618,11 @@ class LocalKms(KmsClient):
 
     def _call(self, operation: Callable[[], T], what: str) -> T:
         def attempt() -> T:
+            # One outermost hold of the lock (its flock and reload check) for the fault check
+            # and the operation, which takes the lock again re-entrantly at no cost.
             with self._store.lock:
                 self._store.fault()
-            return operation()
+                return operation()
 
         return call_with_retries(attempt, policy=self._retry, what=what)
 
@@ -660,8 +679,8 @@ class _PrincipalClient(KmsClient):
 
     def decrypt_with_key_id(self, ciphertext_blob: bytes, *, context: EncryptionContext) -> Tuple[str, bytes]:
         key_id, raw_id, nonce, sealed = _parse_blob(ciphertext_blob)
-        length_prefixed_context(context)  # bad contexts are refused before anything else
-        plaintext = self._run("Decrypt", key_id, lambda s: _unwrap(s, key_id, raw_id, nonce, sealed, context))
+        aad = _aad(raw_id, length_prefixed_context(context))  # bad contexts are refused before anything else
+        plaintext = self._run("Decrypt", key_id, lambda s: _unwrap(s, key_id, nonce, sealed, aad))
         return key_id, plaintext
 
     def describe_key(self, key_id: str) -> Dict[str, Any]:
@@ -756,20 +775,22 @@ def _describe(state: _State, key_id: str) -> Dict[str, Any]:
     return meta
 
 
-def _aad(raw_id: bytes, context: EncryptionContext) -> bytes:
-    return _WRAP_LABEL + bytes([len(raw_id)]) + raw_id + length_prefixed_context(context)
+def _aad(raw_id: bytes, encoded_context: bytes) -> bytes:
+    """The AAD of a wrapped blob; encoded_context is length_prefixed_context's, computed once
+    per call by the caller (which refuses a bad context with it before anything else)."""
+    return _WRAP_LABEL + bytes([len(raw_id)]) + raw_id + encoded_context
 
 
 def _wrap(state: _State, action: str, key_id: str, plaintext: bytes, context: EncryptionContext) -> bytes:
     """plaintext sealed under the CMK: version || id length || id || nonce || AES-GCM."""
-    length_prefixed_context(context)  # a bad context is refused before the key is looked at
+    encoded_context = length_prefixed_context(context)  # a bad context is refused before the key is looked at
     raw_id = key_id.encode("utf-8")
     if len(raw_id) > 255:
         raise ValueError("key id too long")
-    record = state.key_for(action, key_id)
-    wrapper = AESGCM(base64.b64decode(record["_material"]))
+    aad = _aad(raw_id, encoded_context)
+    wrapper = state.wrapper(key_id, state.key_for(action, key_id))
     nonce = secrets.token_bytes(_NONCE_LEN)
-    sealed = wrapper.encrypt(nonce, plaintext, _aad(raw_id, context))
+    sealed = wrapper.encrypt(nonce, plaintext, aad)
     return bytes([_BLOB_VERSION, len(raw_id)]) + raw_id + nonce + sealed
 
 
@@ -791,12 +812,10 @@ def _parse_blob(blob: Any) -> Tuple[str, bytes, bytes, bytes]:
     return key_id, raw_id, nonce, blob[2 + id_len + _NONCE_LEN:]
 
 
-def _unwrap(state: _State, key_id: str, raw_id: bytes, nonce: bytes, sealed: bytes,
-            context: EncryptionContext) -> bytes:
-    record = state.key_for("Decrypt", key_id)
-    wrapper = AESGCM(base64.b64decode(record["_material"]))
+def _unwrap(state: _State, key_id: str, nonce: bytes, sealed: bytes, aad: bytes) -> bytes:
+    wrapper = state.wrapper(key_id, state.key_for("Decrypt", key_id))
     try:
-        return wrapper.decrypt(nonce, sealed, _aad(raw_id, context))
+        return wrapper.decrypt(nonce, sealed, aad)
     except InvalidTag:
         raise KeyInvalidError(
             "the ciphertext blob does not open under its key with this encryption context",
