@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ["EVP_CIPHER_CTX_new", "EVP_CIPHER_CTX_free", "EVP_aes_256_gcm", "EVP_EncryptInit_ex",
@@ -36,11 +35,11 @@ class Evp(ctypes.Structure):
 
 def openssl_functions() -> Evp:
     """The EVP functions inside cryptography's extension (imported, so it is mapped)."""
-    from cryptography.hazmat.bindings import _rust  # noqa: F401  (maps the library)
     from cryptography.hazmat.backends.openssl import backend
+    from cryptography.hazmat.bindings import _rust  # maps the library
 
     library = Path(_rust.__file__)
-    symbols: Dict[str, int] = {}
+    symbols: dict[str, int] = {}
     for line in subprocess.run(["nm", str(library)], check=True, capture_output=True,
                                text=True).stdout.splitlines():
         parts = line.split()
@@ -66,7 +65,7 @@ def cpu() -> str:
     return "unknown CPU"
 
 
-def main(argv: List[str]) -> int:
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="16384,65536,1048576")
     parser.add_argument("--rounds", type=int, default=9)
@@ -86,8 +85,8 @@ def main(argv: List[str]) -> int:
         lib.openssl_c_bench.restype = ctypes.c_double
         lib.openssl_c_bench.argtypes = [ctypes.POINTER(Evp), ctypes.c_int, ctypes.c_char_p,
                                         ctypes.c_char_p, ctypes.c_size_t]
-        theirs: Dict[int, List[float]] = {s: [] for s in sizes}
-        ours: Dict[int, List[float]] = {s: [] for s in sizes}
+        theirs: dict[int, list[float]] = {s: [] for s in sizes}
+        ours: dict[int, list[float]] = {s: [] for s in sizes}
         alg = "aes-open" if args.open else "aes"
         for _ in range(args.rounds):
             for size in sizes:
