@@ -117,8 +117,11 @@ INL void gh_step(const int step, const __m512i *x, const uint8_t *p, __m128i *ac
 }
 
 /* CTR over 32 blocks (b: counters with round key 0 added) with the GHASH of x
- * interleaved; returns the new GHASH state. */
-INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, __m512i *b,
+ * interleaved; returns the new GHASH state.  b ends as the keystream XOR the 32 input
+ * blocks at in: the input goes into the last round key (AESENCLAST's final XOR), so that
+ * XOR runs beside the rounds instead of after them (AMD EPYC Zen 4, alternating builds,
+ * issue 19: 0.96x the time sealing and 0.98x opening at 4-64 KiB, 1 KiB unchanged). */
+INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, __m512i *b, const uint8_t *in,
                           const __m512i *x, const uint8_t *p, __m128i acc, const struct consts *s)
 {
     __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;
@@ -130,7 +133,7 @@ INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, __m5
         gh_step((int)r, x, p, &acc, s, &lo, &mi, &hi);
     }
     for (int j = 0; j < NZ; j++)
-        b[j] = _mm512_aesenclast_epi128(b[j], RK(nr));
+        b[j] = _mm512_aesenclast_epi128(b[j], _mm512_xor_si512(RK(nr), _mm512_loadu_si512(in + 64 * j)));
     return acc;
 }
 
@@ -237,9 +240,9 @@ INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
         while (left >= 64 * NZ) {
             __m512i b[NZ];
             next_blocks(k, &c, &n, b, &s);
-            acc = aes32_ghash32(k, nr, b, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ), acc, &s);
+            acc = aes32_ghash32(k, nr, b, in, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ), acc, &s);
             for (int j = 0; j < NZ; j++) {
-                x[j] = _mm512_xor_si512(b[j], _mm512_loadu_si512(in + 64 * j));
+                x[j] = b[j];
                 _mm512_storeu_si512(out + 64 * j, x[j]);
             }
             in += 64 * NZ;
@@ -269,9 +272,9 @@ INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
         for (int j = 0; j < NZ; j++)
             v[j] = _mm512_loadu_si512(in + 64 * j);
         next_blocks(k, &c, &n, b, &s);
-        acc = aes32_ghash32(k, nr, b, v, POW(SLS_ENV_GHASH_POWERS - 4 * NZ), acc, &s);
+        acc = aes32_ghash32(k, nr, b, in, v, POW(SLS_ENV_GHASH_POWERS - 4 * NZ), acc, &s);
         for (int j = 0; j < NZ; j++)
-            _mm512_storeu_si512(out + 64 * j, _mm512_xor_si512(b[j], v[j]));
+            _mm512_storeu_si512(out + 64 * j, b[j]);
         in += 64 * NZ;
         out += 64 * NZ;
         left -= 64 * NZ;
