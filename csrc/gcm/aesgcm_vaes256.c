@@ -23,8 +23,10 @@
 #define POW(i) ((const uint8_t *)g->pow[i])
 #define NY 8 /* registers per iteration: 16 blocks */
 
+/* two: +2 in the little-endian counter lanes; two_be: +2 in the last byte of a
+ * big-endian counter block (next_blocks). */
 struct consts {
-    __m256i swap, bswap, two;
+    __m256i swap, bswap, two, two_be;
 };
 
 INL struct consts consts(void)
@@ -33,6 +35,7 @@ INL struct consts consts(void)
     s.swap = _mm256_broadcastsi128_si256(SLS_ENV_CTR_SWAP_EPI8);
     s.bswap = _mm256_broadcastsi128_si256(SLS_ENV_GHASH_BSWAP_EPI8);
     s.two = _mm256_set_epi32(2, 0, 0, 0, 2, 0, 0, 0);
+    s.two_be = _mm256_set_epi32(2 << 24, 0, 0, 0, 2 << 24, 0, 0, 0);
     return s;
 }
 
@@ -50,6 +53,28 @@ INL __m256i next_block(const sls_env_aes_vaes_key *k, __m256i *c, const struct c
     __m256i b = _mm256_xor_si256(_mm256_shuffle_epi8(*c, s->swap), RK(0));
     *c = _mm256_add_epi32(*c, s->two);
     return b;
+}
+
+/* The next NY registers of counter blocks, round key 0 added; *n is the counter of the
+ * first (public: the caller's counter block).  While the 16 counters n..n+15 differ
+ * only in their last byte they are stepped big-endian in that byte, a VPADDD and the
+ * key's XOR per register without next_block's shuffle, as in aesgcm_vaes512.c.  The
+ * branch depends on public data only. */
+INL void next_blocks(const sls_env_aes_vaes_key *k, __m256i *c, uint32_t *n, __m256i *b,
+                     const struct consts *s)
+{
+    if ((*n & 0xff) <= 256 - 2 * NY) {
+        __m256i t = _mm256_shuffle_epi8(*c, s->swap);
+        for (int j = 0; j < NY; j++) {
+            b[j] = _mm256_xor_si256(t, RK(0));
+            t = _mm256_add_epi32(t, s->two_be);
+        }
+        *c = _mm256_add_epi32(*c, _mm256_slli_epi32(s->two, 3));
+    } else {
+        for (int j = 0; j < NY; j++)
+            b[j] = next_block(k, c, s);
+    }
+    *n += 2 * NY;
 }
 
 INL __m256i load(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
@@ -74,12 +99,11 @@ INL void gh_step(const int step, const uint8_t *h, const uint8_t *p, __m128i *ac
 /* CTR over 16 blocks from in to out with the GHASH of the 16 blocks at h
  * interleaved; returns the new GHASH state.  h may equal in (opening): all its loads
  * come before the stores, which the compiler keeps in order since they may alias. */
-INL __m128i aes16_ghash16(const sls_env_aes_vaes_key *k, const unsigned nr, __m256i *c, const uint8_t *in,
+INL __m128i aes16_ghash16(const sls_env_aes_vaes_key *k, const unsigned nr, __m256i *c, uint32_t *n, const uint8_t *in,
                           uint8_t *out, const uint8_t *h, const uint8_t *p, __m128i acc, const struct consts *s)
 {
     __m256i b[NY];
-    for (int j = 0; j < NY; j++)
-        b[j] = next_block(k, c, s);
+    next_blocks(k, c, n, b, s);
     __m256i lo = _mm256_setzero_si256(), mi = lo, hi = lo;
 #pragma GCC unroll 14
     for (unsigned r = 1; r < nr; r++) {
@@ -95,12 +119,11 @@ INL __m128i aes16_ghash16(const sls_env_aes_vaes_key *k, const unsigned nr, __m2
     return acc;
 }
 
-INL void aes16(const sls_env_aes_vaes_key *k, const unsigned nr, __m256i *c, const uint8_t *in, uint8_t *out,
+INL void aes16(const sls_env_aes_vaes_key *k, const unsigned nr, __m256i *c, uint32_t *n, const uint8_t *in, uint8_t *out,
                const struct consts *s)
 {
     __m256i b[NY];
-    for (int j = 0; j < NY; j++)
-        b[j] = next_block(k, c, s);
+    next_blocks(k, c, n, b, s);
 #pragma GCC unroll 14
     for (unsigned r = 1; r < nr; r++) {
         const __m256i key = RK(r);
@@ -169,17 +192,18 @@ INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
 {
     const struct consts s = consts();
     __m256i c = first_counters(ctr, s.swap);
+    uint32_t ctr32 = sls_env_load_be32(ctr + 12);
     __m128i acc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)y), SLS_ENV_GHASH_BSWAP_EPI8);
     size_t nh = 0;
     if (n >= 16) {
         /* The first 16 blocks have nothing before them to hash; each later iteration
          * hashes the previous one's output. */
-        aes16(k, nr, &c, in, out, &s);
+        aes16(k, nr, &c, &ctr32, in, out, &s);
         in += 256;
         out += 256;
         n -= 16;
         while (n >= 16) {
-            acc = aes16_ghash16(k, nr, &c, in, out, out - 256, POW(SLS_ENV_GHASH_POWERS - 16), acc, &s);
+            acc = aes16_ghash16(k, nr, &c, &ctr32, in, out, out - 256, POW(SLS_ENV_GHASH_POWERS - 16), acc, &s);
             in += 256;
             out += 256;
             n -= 16;
@@ -195,9 +219,10 @@ INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
 {
     const struct consts s = consts();
     __m256i c = first_counters(ctr, s.swap);
+    uint32_t ctr32 = sls_env_load_be32(ctr + 12);
     __m128i acc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)y), SLS_ENV_GHASH_BSWAP_EPI8);
     while (n >= 16) {
-        acc = aes16_ghash16(k, nr, &c, in, out, in, POW(SLS_ENV_GHASH_POWERS - 16), acc, &s);
+        acc = aes16_ghash16(k, nr, &c, &ctr32, in, out, in, POW(SLS_ENV_GHASH_POWERS - 16), acc, &s);
         in += 256;
         out += 256;
         n -= 16;
