@@ -86,10 +86,21 @@ KMS_ERROR_STATUS: Mapping[str, int] = {
     "Rejected.Disabled": 409,
     "Rejected.PendingDeletion": 409,
     "Rejected.StateModifiedFailed": 409,
+    "InvalidAction.NotFound": 404,
+    "EntityNotExist.User": 404,
     "InvalidParameter": 400,
+    "InvalidParameter.DurationSeconds": 400,
     "InvalidParameter.RoleArn": 400,
+    "InvalidParameter.RoleSessionName": 400,
     "MissingParameter": 400,
     "InvalidCiphertext": 400,
+    # The API gateway's answers to a request's signature and credentials (KMS and STS alike).
+    "IncompleteSignature": 400,
+    "SignatureDoesNotMatch": 400,
+    "SignatureNonceUsed": 400,
+    "InvalidTimeStamp.Expired": 400,
+    "InvalidSecurityToken.Expired": 400,
+    "InvalidSecurityToken.MismatchWithAccessKey": 400,
 }
 
 

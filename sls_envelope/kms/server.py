@@ -44,7 +44,7 @@ import uuid
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 from urllib.parse import urlsplit
 
-from ..exceptions import KeyInvalidError, KmsUnavailableError
+from ..exceptions import KMS_ERROR_STATUS, KeyInvalidError, KmsUnavailableError
 from ..httpd import HttpServer, Limits, Reply, Request
 from .acs_signature import (ACS3_ALGORITHM, RequestVerifier, SignatureError, SignedRequest, VerifiedCaller,
                             format_timestamp, parse_query)
@@ -70,39 +70,10 @@ KMS_VERSION = "2016-01-20"
 STS_VERSION = "2015-04-01"
 _MAX_BODY = 1 << 20
 
-#: HTTP status for each error code, from Alibaba Cloud's KMS "Common errors" table
-#: (https://www.alibabacloud.com/help/en/kms/key-management-service/support/sample-responses)
-#: and its API gateway / STS codes; an unlisted code answers 400.
-ERROR_STATUS: Dict[str, int] = {
-    "InternalFailure": 500,
-    "ServiceUnavailableTemporary": 503,
-    "ServiceUnavailable": 503,
-    "Throttling": 503,
-    "InvalidAccessKeyId.NotFound": 404,
-    "Forbidden.KeyNotFound": 404,
-    "Forbidden.AliasNotFound": 404,
-    "EntityNotExist.Role": 404,
-    "InvalidAction.NotFound": 404,
-    "Forbidden.NoPermission": 403,
-    "Forbidden.AccessKey": 403,
-    "NoPermission": 403,
-    "Rejected.Disabled": 409,
-    "Rejected.PendingDeletion": 409,
-    "Rejected.StateModifiedFailed": 409,
-    "EntityNotExist.User": 404,
-    "InvalidParameter": 400,
-    "InvalidParameter.DurationSeconds": 400,
-    "InvalidParameter.RoleArn": 400,
-    "InvalidParameter.RoleSessionName": 400,
-    "MissingParameter": 400,
-    "InvalidCiphertext": 400,
-    "IncompleteSignature": 400,
-    "SignatureDoesNotMatch": 400,
-    "SignatureNonceUsed": 400,
-    "InvalidTimeStamp.Expired": 400,
-    "InvalidSecurityToken.Expired": 400,
-    "InvalidSecurityToken.MismatchWithAccessKey": 400,
-}
+#: HTTP status for each error code: the library's one table, from Alibaba Cloud's KMS
+#: "Common errors" and its API gateway / STS codes (exceptions.KMS_ERROR_STATUS); an
+#: unlisted code answers 400.
+ERROR_STATUS: Mapping[str, int] = KMS_ERROR_STATUS
 
 #: The message each code carries, as Alibaba Cloud's KMS and STS write them (KMS's common
 #: error table and its API pages; the STS texts from STS's own answers, e.g. "Roles may not be
