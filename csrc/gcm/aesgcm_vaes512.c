@@ -103,7 +103,7 @@ INL void next_blocks(const sls_env_aes_vaes_key *k, __m512i *c, uint32_t *n, __m
  * (last, so the state's dependency chain through the loop is as short as possible),
  * step 9 reduces.  The products are Karatsuba's (three CLMULs per block, not four): on
  * the AMD EPYC Zen 4 of issue 19 every zmm VPCLMULQDQ costs the VAESENCs about a cycle
- * (benches/vaes_clmul_ports.c), and 0.97-0.98x the time sealing, 0.98-0.99x opening at
+ * (benches/vaes_clmul_ports.c), and 0.97-0.99x the time sealing, 0.98-0.99x opening at
  * 16 KiB - 1 MiB (alternating builds, noisy shared machine).  The empty asm keeps each
  * running sum opaque, as in gh256_mul: without it GCC reassociates the XORs, computes
  * the products early and keeps them live (opening then took 1.05x the time). */

@@ -18,7 +18,7 @@
  * except in the main loop of aesgcm_vaes512.c: Karatsuba saves one CLMUL per block for
  * a shuffle, an XOR and a second table (kara below).  On the AMD EPYC Zen 4 of issue 19
  * a zmm VPCLMULQDQ takes about a cycle from the zmm VAESENCs (benches/vaes_clmul_ports.c)
- * while the shuffle mostly does not, so there it pays (measured in that file); elsewhere
+ * while the shuffle mostly does not, so there it pays (docs/BENCHMARKS.md, Zen 4); elsewhere
  * schoolbook is kept (not measured with Karatsuba).  Products of many blocks by their
  * powers of H are summed unreduced and reduced once (the white paper's aggregated
  * reduction).
