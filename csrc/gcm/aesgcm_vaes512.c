@@ -5,7 +5,7 @@
  * successors: the AES rounds and the carry-less multiplications go to different
  * execution ports and overlap instead of running one after the other, and the 32
  * products are reduced once per iteration (H^32..H^1 from the table of
- * ghash_x86_vpclmul.h).
+ * ghash_x86_vpclmul.h, in Karatsuba form in the loop).
  *
  * Sealing hashes the ciphertext of the previous iteration (still in registers) while
  * encrypting the next, so the two are independent; opening hashes the iteration's own
@@ -32,6 +32,7 @@
 
 #define RK(r) _mm512_load_si512((const void *)k->rk[r])
 #define POW(i) ((const uint8_t *)g->pow[i])
+#define KARA(i) ((const uint8_t *)g->kara[i])
 
 /* four: +4 in the little-endian counter lanes; four_be: +4 in the last byte of a
  * big-endian counter block (next_blocks). */
@@ -100,20 +101,28 @@ INL void next_blocks(const sls_env_aes_vaes_key *k, __m512i *c, uint32_t *n, __m
 /* GHASH of x[0..7] (32 blocks, GCM byte order) by H^32..H^1 spread over the AES
  * rounds: steps 1-7 multiply x[1..7], step 8 multiplies x[0] plus the running state
  * (last, so the state's dependency chain through the loop is as short as possible),
- * step 9 reduces. */
-INL void gh_step(const int step, const __m512i *x, const uint8_t *p, __m128i *acc,
+ * step 9 reduces.  The products are Karatsuba's (three CLMULs per block, not four): on
+ * the AMD EPYC Zen 4 of issue 19 every zmm VPCLMULQDQ costs the VAESENCs about a cycle
+ * (benches/vaes_clmul_ports.c), and 0.97-0.99x the time sealing, 0.98-0.99x opening at
+ * 16 KiB - 1 MiB (alternating builds, noisy shared machine).  The empty asm keeps each
+ * running sum opaque, as in gh256_mul: without it GCC reassociates the XORs, computes
+ * the products early and keeps them live (opening then took 1.05x the time). */
+INL void gh_step(const int step, const __m512i *x, const uint8_t *p, const uint8_t *pk, __m128i *acc,
                  const struct consts *s, __m512i *lo, __m512i *mi, __m512i *hi)
 {
     if (step == 1)
-        sls_env_gh512_mul0(_mm512_shuffle_epi8(x[1], s->bswap), _mm512_load_si512(p + 64), lo, mi, hi);
+        sls_env_gh512_kmul0(_mm512_shuffle_epi8(x[1], s->bswap), _mm512_load_si512(p + 64),
+                            _mm512_load_si512(pk + 64), lo, mi, hi);
     else if (step < NZ)
-        sls_env_gh512_mul(_mm512_shuffle_epi8(x[step], s->bswap), _mm512_load_si512(p + 64 * step), lo,
-                          mi, hi);
+        sls_env_gh512_kmul(_mm512_shuffle_epi8(x[step], s->bswap), _mm512_load_si512(p + 64 * step),
+                           _mm512_load_si512(pk + 64 * step), lo, mi, hi);
     else if (step == NZ)
-        sls_env_gh512_mul(_mm512_xor_si512(_mm512_shuffle_epi8(x[0], s->bswap), _mm512_zextsi128_si512(*acc)),
-                          _mm512_load_si512(p), lo, mi, hi);
+        sls_env_gh512_kmul(_mm512_xor_si512(_mm512_shuffle_epi8(x[0], s->bswap), _mm512_zextsi128_si512(*acc)),
+                           _mm512_load_si512(p), _mm512_load_si512(pk), lo, mi, hi);
     else if (step == NZ + 1)
-        *acc = sls_env_gh512_reduce(*lo, *mi, *hi);
+        *acc = sls_env_gh512_reduce(*lo, _mm512_ternarylogic_epi64(*mi, *lo, *hi, 0x96), *hi);
+    if (step <= NZ)
+        __asm__("" : "+v"(*lo), "+v"(*mi), "+v"(*hi));
 }
 
 /* CTR over 32 blocks (b: counters with round key 0 added) with the GHASH of x
@@ -122,7 +131,8 @@ INL void gh_step(const int step, const __m512i *x, const uint8_t *p, __m128i *ac
  * XOR runs beside the rounds instead of after them (AMD EPYC Zen 4, alternating builds,
  * issue 19: 0.96x the time sealing and 0.98x opening at 4-64 KiB, 1 KiB unchanged). */
 INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, __m512i *b, const uint8_t *in,
-                          const __m512i *x, const uint8_t *p, __m128i acc, const struct consts *s)
+                          const __m512i *x, const uint8_t *p, const uint8_t *pk, __m128i acc,
+                          const struct consts *s)
 {
     __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;
 #pragma GCC unroll 14
@@ -130,7 +140,7 @@ INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, __m5
         const __m512i key = RK(r);
         for (int j = 0; j < NZ; j++)
             b[j] = _mm512_aesenc_epi128(b[j], key);
-        gh_step((int)r, x, p, &acc, s, &lo, &mi, &hi);
+        gh_step((int)r, x, p, pk, &acc, s, &lo, &mi, &hi);
     }
     for (int j = 0; j < NZ; j++)
         b[j] = _mm512_aesenclast_epi128(b[j], _mm512_xor_si512(RK(nr), _mm512_loadu_si512(in + 64 * j)));
@@ -240,7 +250,8 @@ INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
         while (left >= 64 * NZ) {
             __m512i b[NZ];
             next_blocks(k, &c, &n, b, &s);
-            acc = aes32_ghash32(k, nr, b, in, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ), acc, &s);
+            acc = aes32_ghash32(k, nr, b, in, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
+                                KARA(SLS_ENV_GHASH_KARA - 4 * NZ), acc, &s);
             for (int j = 0; j < NZ; j++) {
                 x[j] = b[j];
                 _mm512_storeu_si512(out + 64 * j, x[j]);
@@ -272,7 +283,8 @@ INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
         for (int j = 0; j < NZ; j++)
             v[j] = _mm512_loadu_si512(in + 64 * j);
         next_blocks(k, &c, &n, b, &s);
-        acc = aes32_ghash32(k, nr, b, in, v, POW(SLS_ENV_GHASH_POWERS - 4 * NZ), acc, &s);
+        acc = aes32_ghash32(k, nr, b, in, v, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
+                            KARA(SLS_ENV_GHASH_KARA - 4 * NZ), acc, &s);
         for (int j = 0; j < NZ; j++)
             _mm512_storeu_si512(out + 64 * j, b[j]);
         in += 64 * NZ;

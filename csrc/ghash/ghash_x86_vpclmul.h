@@ -14,12 +14,14 @@
  * reflected H, folding the bit that leaves) makes the result a * H^k exactly, with no
  * shift of the 256-bit product.
  *
- * Products are schoolbook (four CLMULs per block: lo, hi and the two middle terms).
- * Karatsuba would save one CLMUL per block but add a shuffle and XORs per block and a
- * second table; with zmm operands those run on the same two vector ports as the
- * CLMULs and the stitched AES rounds, so schoolbook was chosen (Karatsuba was not
- * measured here).  Products of many blocks by their powers of H are summed
- * unreduced and reduced once (the white paper's aggregated reduction).
+ * Products are schoolbook (four CLMULs per block: lo, hi and the two middle terms),
+ * except in the main loop of aesgcm_vaes512.c: Karatsuba saves one CLMUL per block for
+ * a shuffle, an XOR and a second table (kara below).  On the AMD EPYC Zen 4 of issue 19
+ * a zmm VPCLMULQDQ takes about a cycle from the zmm VAESENCs (benches/vaes_clmul_ports.c)
+ * while the shuffle mostly does not, so there it pays (docs/BENCHMARKS.md, Zen 4); elsewhere
+ * schoolbook is kept (not measured with Karatsuba).  Products of many blocks by their
+ * powers of H are summed unreduced and reduced once (the white paper's aggregated
+ * reduction).
  */
 #ifndef SLS_ENV_GHASH_X86_VPCLMUL_H
 #define SLS_ENV_GHASH_X86_VPCLMUL_H
@@ -34,12 +36,18 @@
  * up to 80 blocks and the lengths block for SM4 (sm4gcm_gfni.c); a multiple of four
  * keeps every run of four powers ending at H^1 64-byte aligned. */
 #define SLS_ENV_GHASH_POWERS 84
+/* H^32..H^1 in Karatsuba form as well, for the main loop of aesgcm_vaes512.c. */
+#define SLS_ENV_GHASH_KARA 32
 
 typedef struct {
     /* pow[i] = H^(84 - i) * x^-1 in the representation above: descending, so the
      * powers for a run of k blocks ending with H^1 are the last k entries, in the
      * order the blocks come. */
     SLS_ENV_ALIGN(64) uint8_t pow[SLS_ENV_GHASH_POWERS][16];
+    /* kara[i]: the two 64-bit halves of pow[84 - 32 + i] XORed together, in both halves:
+     * the second operand of a Karatsuba middle product, (a0 + a1)(b0 + b1) = a0 b1 +
+     * a1 b0 + a0 b0 + a1 b1, which saves one CLMUL per block (sls_env_gh512_kmul). */
+    SLS_ENV_ALIGN(64) uint8_t kara[SLS_ENV_GHASH_KARA][16];
 } sls_env_ghash_vpclmul_key;
 
 _Static_assert(sizeof(sls_env_ghash_vpclmul_key) <= SLS_ENV_GHASH_STATE_SIZE, "GHASH state too big");
@@ -96,6 +104,10 @@ __attribute__((target("avx,pclmul"))) static inline void sls_env_ghash_vpclmul_i
         _mm_store_si128((__m128i *)g->pow[SLS_ENV_GHASH_POWERS - k], p);
         p = sls_env_ghash_mul1(p, x);
     }
+    for (int i = 0; i < SLS_ENV_GHASH_KARA; i++) {
+        __m128i h = _mm_load_si128((const __m128i *)g->pow[SLS_ENV_GHASH_POWERS - SLS_ENV_GHASH_KARA + i]);
+        _mm_store_si128((__m128i *)g->kara[i], _mm_xor_si128(h, _mm_shuffle_epi32(h, 0x4e)));
+    }
 }
 
 /* ---- zmm: four blocks per register ------------------------------------------- */
@@ -118,6 +130,27 @@ SLS_ENV_T_GH512 static inline void sls_env_gh512_mul0(__m512i x, __m512i h, __m5
     *lo = _mm512_clmulepi64_epi128(x, h, 0x00);
     *hi = _mm512_clmulepi64_epi128(x, h, 0x11);
     *mi = _mm512_xor_si512(_mm512_clmulepi64_epi128(x, h, 0x01), _mm512_clmulepi64_epi128(x, h, 0x10));
+}
+
+/* Karatsuba form of sls_env_gh512_mul, hk from the kara table: three CLMULs instead of
+ * four, for one more shuffle and XOR (a block's two halves XORed).  *mi collects the
+ * middle products only: XOR *lo and *hi into it before reducing. */
+SLS_ENV_T_GH512 static inline void sls_env_gh512_kmul(__m512i x, __m512i h, __m512i hk, __m512i *lo,
+                                                      __m512i *mi, __m512i *hi)
+{
+    __m512i xk = _mm512_xor_si512(x, _mm512_shuffle_epi32(x, (_MM_PERM_ENUM)0x4e));
+    *lo = _mm512_xor_si512(*lo, _mm512_clmulepi64_epi128(x, h, 0x00));
+    *hi = _mm512_xor_si512(*hi, _mm512_clmulepi64_epi128(x, h, 0x11));
+    *mi = _mm512_xor_si512(*mi, _mm512_clmulepi64_epi128(xk, hk, 0x00));
+}
+
+SLS_ENV_T_GH512 static inline void sls_env_gh512_kmul0(__m512i x, __m512i h, __m512i hk, __m512i *lo,
+                                                       __m512i *mi, __m512i *hi)
+{
+    __m512i xk = _mm512_xor_si512(x, _mm512_shuffle_epi32(x, (_MM_PERM_ENUM)0x4e));
+    *lo = _mm512_clmulepi64_epi128(x, h, 0x00);
+    *hi = _mm512_clmulepi64_epi128(x, h, 0x11);
+    *mi = _mm512_clmulepi64_epi128(xk, hk, 0x00);
 }
 
 /* Reduce the four lanes (reduction is linear, so reducing lanes before adding them
