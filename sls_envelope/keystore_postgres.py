@@ -26,6 +26,9 @@ T = TypeVar("T")
 SCHEMA_VERSION = 1
 # Any constant unique to this library: the advisory lock that serialises migrations.
 _MIGRATION_LOCK = 0x534C5345  # "SLSE"
+# The first key of the two-key advisory locks that serialise creating a setting (the
+# second is the name's hash); two-key locks are a key space apart from one-key ones.
+_SETTINGS_LOCK = 0x534C5353  # "SLSS"
 
 # Version n's statements take the schema from n-1 to n.
 _MIGRATIONS = {
@@ -209,6 +212,26 @@ class PostgresKeyStore(KeyStore):
             return str(conn.execute("SELECT value FROM sls_envelope_settings WHERE name = %s", (name,)).fetchone()[0])
 
         return self._run(put)
+
+    def setting_or_create(self, name: str, make: Callable[[], str]) -> str:
+        # As SqliteKeyStore's BEGIN IMMEDIATE: a transaction-scoped advisory lock on the
+        # name, taken before reading, so of several nodes finding no setting one runs
+        # make() and the others wait, then read its value (one service CMK per fleet).
+        # (A connection lost between make() and the commit retries and may make again.)
+        stored = self.get_setting(name)  # the common case, without the lock
+        if stored is not None:
+            return stored
+
+        def create(conn: Any) -> str:
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_SETTINGS_LOCK, name))
+            row = conn.execute("SELECT value FROM sls_envelope_settings WHERE name = %s", (name,)).fetchone()
+            if row is not None:
+                return str(row[0])
+            value = make()
+            conn.execute("INSERT INTO sls_envelope_settings (name, value) VALUES (%s, %s)", (name, value))
+            return value
+
+        return self._run(create)
 
     def close(self) -> None:
         self._pool.close()
