@@ -180,18 +180,16 @@ STORE_ENV_VAR = "SLS_ENVELOPE_STORE"
 def _manager(args: argparse.Namespace) -> Any:
     """The home's KMS with the key records of --store (or $SLS_ENVELOPE_STORE): a
     postgresql:// URL shared by many nodes; else the home's SQLite file."""
-    from .keys import KeyManager
-
     home = _home(args)
     url = getattr(args, "store", None) or os.environ.get(STORE_ENV_VAR)
     if not url:
         return home.open_manager()
-    attempts = int(os.environ.get("SLS_ENVELOPE_STORE_ATTEMPTS", "5"))
-    from .keystore_postgres import PostgresKeyStore
-
     if not url.startswith(("postgresql://", "postgres://")):
         raise CommandError(f"--store: expected a postgresql:// URL, got {url.split(':', 1)[0]}:...")
-    return KeyManager(home.open_kms(), PostgresKeyStore(url, attempts=attempts))
+    from .keystore_postgres import PostgresKeyStore
+
+    attempts = int(os.environ.get("SLS_ENVELOPE_STORE_ATTEMPTS", "5"))
+    return home.open_manager(store=PostgresKeyStore(url, attempts=attempts))
 
 
 def _kms(args: argparse.Namespace) -> LocalKms:
@@ -421,7 +419,7 @@ def _cmd_logstore_delete(args: argparse.Namespace) -> int:
     if not args.yes:
         raise UsageError(f"deleting {project}/{logstore} destroys its data key: data sealed under it can never "
                          "be decrypted again; add --yes to delete")
-    manager = _home(args).open_manager()
+    manager = _manager(args)
     try:
         record = manager.describe_logstore(project, logstore)
         manager.delete_logstore(project, logstore)
@@ -847,12 +845,7 @@ def _progress(args: argparse.Namespace, total: Optional[int], label: str) -> Ite
 
 def _refuse_same_file(args: argparse.Namespace) -> None:
     """Input and output the same file: writing would replace what is being read (same path or same inode)."""
-    if args.input == "-" and args.output == "-":
-        same = False
-        with contextlib.suppress(OSError):
-            a, b = os.fstat(sys.stdin.fileno()), os.fstat(sys.stdout.fileno())
-            same = stat.S_ISREG(a.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-    elif args.input == "-" or args.output == "-":
+    if args.input == "-" or args.output == "-":
         same = False
         with contextlib.suppress(OSError):
             a = os.fstat(sys.stdin.fileno()) if args.input == "-" else os.stat(args.input)

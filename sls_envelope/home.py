@@ -20,6 +20,8 @@ import sys
 from typing import Any, Optional, Union
 
 from .keys import KeyManager
+from .keystore import KeyStore
+from .kms.base import KmsClient
 from .kms.local import LocalKms
 
 __all__ = ["ENV_VAR", "Home", "default_home"]
@@ -79,7 +81,10 @@ class Home:
         self.ensure()
         return LocalKms(self.kms_dir, **kwargs)
 
-    def open_manager(self, kms: Optional[LocalKms] = None, **kwargs: Any) -> KeyManager:
-        """A KeyManager over this home's KMS and key-record store."""
+    def open_manager(self, kms: Optional[KmsClient] = None, store: Optional[KeyStore] = None,
+                     **kwargs: Any) -> KeyManager:
+        """A KeyManager over this home's KMS (or ``kms``) and its key-record store (or
+        ``store``, e.g. a PostgresKeyStore shared by a fleet)."""
         self.ensure()
-        return KeyManager(kms if kms is not None else self.open_kms(), self.store_path, **kwargs)
+        return KeyManager(kms if kms is not None else self.open_kms(),
+                          store if store is not None else self.store_path, **kwargs)

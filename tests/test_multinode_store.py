@@ -137,3 +137,63 @@ def test_store_down_is_a_clear_error_at_api_and_cli(postgres: PostgresServer, tm
     assert "Traceback" not in done.stderr
     # One line, with libpq's reason: the store is refusing, not slow.
     assert len(done.stderr.strip().splitlines()) == 1 and "Connection refused" in done.stderr, done.stderr
+
+
+def _node_setting(args: Tuple[str, str, str, Any]) -> str:
+    """One node asking the shared store for a setting none has yet; make() leaves a mark
+    in `marks` each time it runs (a KMS call, for the service CMK)."""
+    url, name, marks, barrier = args
+    from sls_envelope.keystore_postgres import PostgresKeyStore
+
+    store = PostgresKeyStore(url)
+
+    def make() -> str:
+        value = f"made-by-{os.getpid()}"
+        with open(marks, "a") as f:
+            f.write(value + "\n")
+        time.sleep(0.2)  # widen the window in which the others find no setting
+        return value
+
+    barrier.wait(timeout=30)
+    try:
+        return store.setting_or_create(name, make)
+    finally:
+        store.close()
+
+
+def test_nodes_on_a_fresh_store_make_one_setting(postgres: PostgresServer, tmp_path: Any) -> None:
+    # A fleet's first start: every node finds no service CMK; exactly one may create it.
+    marks = str(tmp_path / "marks")
+    name = f"race-{os.getpid()}-{time.time_ns()}"
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Manager() as shared, ctx.Pool(NODES) as pool:
+        barrier = shared.Barrier(NODES)
+        values = pool.map(_node_setting, [(postgres.url, name, marks, barrier)] * NODES)
+    with open(marks) as f:
+        made = f.read().split()
+    assert len(made) == 1 and values == made * NODES
+
+
+def test_cli_with_a_shared_store(postgres: PostgresServer, tmp_path: Any) -> None:
+    # Every logstore command goes to the store --store names, delete included.  A database
+    # of its own: the session's has a service CMK setting made under another test's KMS.
+    import psycopg
+
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE cli_store")
+    url = postgres.url.rsplit("/", 1)[0] + "/cli_store"
+    env: Dict[str, str] = dict(os.environ)
+    home = str(tmp_path / "h")
+
+    def cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sls_envelope", "--store", url, "--home", home,
+                               "logstore", *argv], check=False, capture_output=True, text=True, env=env, timeout=60)
+
+    assert cli("create", "cliprj/shared").returncode == 0
+    assert "cliprj/shared" in cli("list").stdout
+    done = cli("delete", "cliprj/shared", "--yes")
+    assert done.returncode == 0, done.stderr
+    manager = KeyManager(LocalKms(str(tmp_path / "kms")), url)
+    assert manager._store.get("cliprj", "shared") is None  # noqa: SLF001 - the shared store is what is checked
+    manager.close()
+    assert cli("delete", "cliprj/shared", "--yes").returncode != 0
