@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
@@ -88,10 +89,6 @@ class SlsServer(HttpServer):
         self._secret_of = dict(keys).get if isinstance(keys, Mapping) else keys
         self._caller_of: Callable[[str], Caller | None] = caller_of or (lambda _key_id: None)
 
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.server_address
-
     def _handle(self, request: Request) -> Reply:
         request_id = uuid.uuid4().hex.upper()
         try:
@@ -115,10 +112,7 @@ def serve(home_dir: str | None, host: str, port: int, access_key_id: str, access
     and the home's embedded KMS, or the KMS at ``kms_url`` (e.g. ``sls-envelope kms
     serve``, through AliyunKms and its STS) signing as ``kms_credential``, the log
     service's AccessKey there.  Until Ctrl-C or SIGTERM, then requests in flight finish."""
-    import os
-
     from ..home import Home
-    from ..keys import KeyManager
     from ..kms.base import KmsClient
 
     home = Home(home_dir)
@@ -131,10 +125,9 @@ def serve(home_dir: str | None, host: str, port: int, access_key_id: str, access
             raise ValueError("--kms needs an http(s)://host:port URL and the log service's AccessKey there")
         kms = AliyunKms(region_id, access_key_id=kms_credential[0], access_key_secret=kms_credential[1],
                         endpoint=url.netloc, sts_endpoint=url.netloc, protocol=url.scheme)
-        manager = KeyManager(kms, os.path.join(home.ensure(), "keys.sqlite"))
     else:
         kms = home.open_kms()
-        manager = home.open_manager(kms)
+    manager = home.open_manager(kms)
     api = SlsApi(os.path.join(home.ensure(), "sls"), manager)
     server = SlsServer(api, keys_of({access_key_id: access_key_secret}, kms), host, port, caller_of=caller_of(kms))
     try:

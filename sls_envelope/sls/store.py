@@ -13,10 +13,13 @@ never served.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
 import zlib
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PLAIN", "SEALED", "Shard"]
 
@@ -31,7 +34,6 @@ class Shard:
         self.path = path
         self._lock = threading.Lock()
         self._index: list[tuple[int, int, int]] = []  # (offset, receive time, logs)
-        self.dropped_bytes = 0
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self._f = os.fdopen(fd, "r+b", buffering=0)
         self._recover()
@@ -47,7 +49,7 @@ class Shard:
             self._index.append((pos, when, logs))
             pos = end
         if pos != len(data):  # a torn tail: drop it, durably
-            self.dropped_bytes = len(data) - pos
+            log.warning("shard %s: dropped a torn tail of %d bytes (a write cut short)", self.path, len(data) - pos)
             self._f.truncate(pos)
             os.fsync(self._f.fileno())
         self._end = pos
