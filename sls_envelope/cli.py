@@ -285,9 +285,16 @@ def _printable(name: str) -> str:
     return name if name.isprintable() else repr(name)[1:-1]
 
 
-def _with_cmk_state(kms: Any, record: Any) -> Dict[str, Any]:
+def _with_cmk_state(kms: Any, record: Any, asked: Optional[Dict[Any, Optional[str]]] = None) -> Dict[str, Any]:
+    """The record with its CMK's state; `asked` keeps the states a command has already
+    asked for (every service-key Logstore has the one service CMK: one KMS call, not N)."""
     found = _record_dict(record)
-    found["cmk_state"] = _cmk_state(kms, record)
+    if asked is None:
+        found["cmk_state"] = _cmk_state(kms, record)
+    else:
+        if record.cmk_key_id not in asked:
+            asked[record.cmk_key_id] = _cmk_state(kms, record)
+        found["cmk_state"] = asked[record.cmk_key_id]
     return found
 
 
@@ -389,7 +396,8 @@ def _register_logstore_show(logstore: Any, common: argparse.ArgumentParser) -> N
 def _cmd_logstore_list(args: argparse.Namespace) -> int:
     manager = _manager(args)
     try:
-        records = [_with_cmk_state(manager.kms, r) for r in manager.list_logstores(args.project)]
+        asked: Dict[Any, Optional[str]] = {}
+        records = [_with_cmk_state(manager.kms, r, asked) for r in manager.list_logstores(args.project)]
     finally:
         manager.close()
     if args.json:

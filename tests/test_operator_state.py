@@ -357,3 +357,21 @@ def test_records_made_before_the_naming_rules_are_listed_escaped(tmp_path: Any, 
     store.close()
     code, out, _ = _run(capsys, "--home", str(tmp_path), "logstore", "list")
     assert code == 0 and "\x1b" not in out and "evil\\x1b[2J\\nname" in out
+
+
+def test_logstore_list_asks_the_kms_once_per_cmk(tmp_path: Any, capsys: Any, monkeypatch: Any) -> None:
+    # Every service-key Logstore has the one service CMK: its state is asked for once.
+    home = str(tmp_path / "h")
+    for name in ("one", "two", "three"):
+        assert _run(capsys, "--home", home, "logstore", "create", f"prj/{name}")[0] == 0
+    asked: List[str] = []
+    describe = LocalKms.describe_key
+
+    def counting(self: LocalKms, key_id: str) -> Any:
+        asked.append(key_id)
+        return describe(self, key_id)
+
+    monkeypatch.setattr(LocalKms, "describe_key", counting)
+    code, out, _ = _run(capsys, "--home", home, "--json", "logstore", "list")
+    assert code == 0 and len(json.loads(out)) == 3
+    assert len(asked) == 1 and all(r["cmk_state"] == "Enabled" for r in json.loads(out))
