@@ -29,14 +29,9 @@ from typing import Any, Iterator, List, Optional
 import pytest
 
 from tests.backends import missing_backend, require_module
+from tests.servers import free_port
 
-__all__ = ["OpenBaoCluster", "PostgresServer", "free_port", "openbao_cluster", "postgres"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["OpenBaoCluster", "PostgresServer", "openbao_cluster", "postgres"]
 
 
 def _pg_bin() -> Optional[str]:
@@ -102,7 +97,6 @@ class PostgresServer:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    pytest.importorskip  # noqa: B018 - keep pytest referenced for the fixture decorator
     try:
         import psycopg  # noqa: F401
         import psycopg_pool  # noqa: F401

@@ -9,10 +9,11 @@ import pytest
 import sls_envelope
 from sls_envelope import AESGCM, SM4GCM
 
-# The multi-node servers (PostgreSQL, the OpenBao raft cluster), session fixtures registered
-# here once: imported into each test module instead, every module would get its own
-# fixture definition, and so start its own servers.
+# The servers the tests run against, session fixtures registered here once: imported into
+# each test module instead, every module would get its own fixture definition, and so
+# start its own servers (two modules used openbao_server: two OpenBao servers a run).
 from tests.cluster import openbao_cluster, postgres  # noqa: F401
+from tests.servers import moto_server, openbao_server, silent_server, softhsm_token  # noqa: F401
 
 AES_IMPLS = sls_envelope.available_implementations()["aes-gcm"]
 SM4_IMPLS = sls_envelope.available_implementations()["sm4-gcm"]

@@ -8,6 +8,7 @@ each server starts once per run; tests keep their keys apart by unique names.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -251,3 +252,39 @@ def silent_server() -> Iterator[SilentServer]:
     finally:
         server.close()
 
+
+# ---- `sls-envelope kms serve` as a process ---------------------------------------------
+
+#: The account's root AccessKey the tests start `kms serve` with.
+KMS_SERVE_AK, KMS_SERVE_SECRET = "LTAI5tCliRoot", "cli-root-secret-456"
+
+
+def start_kms_serve(home: Path) -> "tuple[subprocess.Popen[str], str, str]":
+    """A `kms serve` process of `home` on a free loopback port: (the process, its
+    "127.0.0.1:port", and the line naming the log service's own AccessKey id)."""
+    env = dict(os.environ, SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET=KMS_SERVE_SECRET)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sls_envelope", "--home", str(home), "kms", "serve",
+         "--host", LOOPBACK, "--port", "0", "--access-key-id", KMS_SERVE_AK],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"http://(127\.0\.0\.1:\d+)", line)
+    if match is None:
+        proc.kill()
+        raise AssertionError(f"no endpoint announced: {line!r} {proc.communicate(timeout=10)[1]!r}")
+    return proc, match.group(1), proc.stdout.readline()
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes (or resets, or the socket times out)."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            return data
+        if not chunk:
+            return data
+        data += chunk

@@ -5,7 +5,6 @@ and a BYOK Logstore over AliyunKms that fails closed and recovers."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from typing import Iterator, Tuple
 import pytest
 
 from .backends import require_module
+from .servers import KMS_SERVE_AK, KMS_SERVE_SECRET, start_kms_serve
 
 require_module("alibabacloud_kms20160120", extra="aliyun")
 
@@ -27,7 +27,7 @@ from alibabacloud_tea_openapi.utils_models import Config  # noqa: E402
 from sls_envelope import KeyInvalidError, KeyManager  # noqa: E402
 from sls_envelope.kms.aliyun import AliyunKms  # noqa: E402
 
-AK, SECRET = "LTAI5tCliRoot", "cli-root-secret-456"
+AK, SECRET = KMS_SERVE_AK, KMS_SERVE_SECRET
 CTX = {"project": "p", "logstore": "s"}
 
 
@@ -41,20 +41,11 @@ def _cli(home: Path, *args: str) -> str:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Tuple[Path, str]]:
     """(home, endpoint) of a `kms serve` process on a free loopback port."""
-    env = dict(os.environ, SLS_ENVELOPE_KMS_ACCESS_KEY_SECRET=SECRET)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sls_envelope", "--home", str(tmp_path), "kms", "serve",
-         "--host", "127.0.0.1", "--port", "0", "--access-key-id", AK],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    proc, endpoint, service_line = start_kms_serve(tmp_path)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"http://(127\.0\.0\.1:\d+)", line)
-        assert match, f"no endpoint announced: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
-        service_line = proc.stdout.readline()  # the log service's own AccessKey id, shown
+        # the log service's own AccessKey id, shown
         assert re.search(r"log\.aliyuncs\.com\) signs as AccessKeyId LTAI\w{20}\b", service_line), service_line
-        yield tmp_path, match.group(1)
+        yield tmp_path, endpoint
     finally:
         proc.send_signal(signal.SIGINT)
         try:

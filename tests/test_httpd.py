@@ -6,11 +6,13 @@ import logging
 import socket
 import threading
 import time
-from typing import Iterator, List
+from typing import Callable, Iterator, List
 
 import pytest
 
 from sls_envelope.httpd import HttpServer, Limits, Reply, Request
+
+from .servers import read_until_closed
 
 
 class Recorder:
@@ -49,17 +51,11 @@ def _connect(server: HttpServer) -> socket.socket:
     return sock
 
 
-def _read_all(sock: socket.socket) -> bytes:
-    data = b""
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionResetError, socket.timeout):
-            break
-        if not chunk:
-            break
-        data += chunk
-    return data
+def _wait_until(done: Callable[[], bool], timeout: float = 5) -> None:
+    """Polls done() until it holds or `timeout` seconds pass (the assertion that follows says which)."""
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _post(body: bytes, length: int, extra: str = "") -> bytes:
@@ -84,11 +80,9 @@ def test_truncated_body_is_never_dispatched(server: HttpServer, recorder: Record
     sock = _connect(server)
     sock.sendall(_post(b"abc", 10))
     sock.shutdown(socket.SHUT_WR)
-    _read_all(sock)
+    read_until_closed(sock)
     sock.close()
-    deadline = time.monotonic() + 5
-    while server.open_connections and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_until(lambda: not server.open_connections)
     assert recorder.requests == []
     lines = [r for r in caplog.records if r.name == "sls_envelope.httpd"]
     assert len(lines) == 1 and "mid-body" in lines[0].getMessage()
@@ -103,13 +97,13 @@ def test_truncated_body_is_never_dispatched(server: HttpServer, recorder: Record
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"501"),
     (b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
 ])
-def test_malformed_requests_get_a_status_and_close(server: HttpServer, recorder: Recorder, raw: bytes,
+def test_malformed_requests_get_a_status_and_close(recorder: Recorder, raw: bytes,
                                                    status: bytes) -> None:
     srv = HttpServer(("127.0.0.1", 0), recorder, Limits(read_timeout=60, idle_timeout=60, max_body=1024)).start()
     try:
         sock = _connect(srv)  # 5 s client timeout: an answer only at the 60 s read deadline fails here
         sock.sendall(raw)
-        reply = _read_all(sock)
+        reply = read_until_closed(sock)
     finally:
         srv.stop(grace=1)
     assert reply.startswith(b"HTTP/1.1 " + status), reply[:60]  # refused on sight
@@ -140,24 +134,18 @@ def test_slow_sender_is_cut_off_at_the_read_deadline(server: HttpServer) -> None
 
 def test_idle_connections_are_closed(server: HttpServer) -> None:
     socks = [_connect(server) for _ in range(3)]
-    deadline = time.monotonic() + 5
-    while server.open_connections < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_until(lambda: server.open_connections >= 3)
     for s in socks:
-        assert _read_all(s) == b""  # closed by the server after idle_timeout
-    deadline = time.monotonic() + 5
-    while server.open_connections and time.monotonic() < deadline:
-        time.sleep(0.02)
+        assert read_until_closed(s) == b""  # closed by the server after idle_timeout
+    _wait_until(lambda: not server.open_connections)
     assert server.open_connections == 0
 
 
 def test_connections_beyond_the_bound_get_503(server: HttpServer) -> None:
     held = [_connect(server) for _ in range(LIMITS.max_connections)]
-    deadline = time.monotonic() + 5
-    while server.open_connections < LIMITS.max_connections and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_until(lambda: server.open_connections >= LIMITS.max_connections)
     extra = _connect(server)
-    assert _read_all(extra).startswith(b"HTTP/1.1 503")
+    assert read_until_closed(extra).startswith(b"HTTP/1.1 503")
     assert server.open_connections == LIMITS.max_connections
     for s in held:
         s.close()
@@ -167,7 +155,7 @@ def test_many_sequential_connects_are_accepted_at_once(server: HttpServer) -> No
     for _ in range(100):
         sock = _connect(server)
         sock.sendall(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
-        assert _read_all(sock).startswith(b"HTTP/1.1 200")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 200")
         sock.close()
 
 
@@ -180,7 +168,7 @@ def test_handler_failure_is_one_line_and_500(caplog: pytest.LogCaptureFixture) -
         caplog.set_level(logging.WARNING, logger="sls_envelope.httpd")
         sock = _connect(srv)
         sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
-        assert _read_all(sock).startswith(b"HTTP/1.1 500")
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 500")
     finally:
         srv.stop(grace=2)
     lines = [r.getMessage() for r in caplog.records if r.name == "sls_envelope.httpd"]
@@ -199,7 +187,7 @@ def test_stop_finishes_the_request_in_flight(recorder: Recorder) -> None:
     with pytest.raises(OSError):  # no longer accepting
         socket.create_connection(("127.0.0.1", srv.port), timeout=1).recv(1)
     recorder.release.set()
-    reply = _read_all(sock)
+    reply = read_until_closed(sock)
     stopper.join(5)
     assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"echo:late")
     assert b"Connection: close" in reply

@@ -24,7 +24,7 @@ from .kms_contract import (  # noqa: E402
     capture_all_logs,
     round_trip,
 )
-from .servers import MotoServer, SilentServer, moto_server, silent_server  # noqa: E402,F401
+from .servers import MotoServer, SilentServer  # noqa: E402
 from sls_envelope.exceptions import KeyInvalidError, KmsUnavailableError  # noqa: E402
 from sls_envelope.kms.aws import AwsKms  # noqa: E402
 from sls_envelope.kms.base import RetryPolicy  # noqa: E402

@@ -24,7 +24,7 @@ from .kms_contract import (  # noqa: E402
     capture_all_logs,
     round_trip,
 )
-from .servers import OpenBaoServer, SilentServer, free_port, openbao_server, silent_server  # noqa: E402,F401
+from .servers import OpenBaoServer, SilentServer, free_port  # noqa: E402
 from sls_envelope.exceptions import KeyInvalidError, KmsUnavailableError  # noqa: E402
 from sls_envelope.kms.base import RetryPolicy  # noqa: E402
 from sls_envelope.kms.openbao import OpenBaoKms, transit_policy  # noqa: E402

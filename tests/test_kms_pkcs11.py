@@ -30,7 +30,7 @@ from .kms_contract import (  # noqa: E402
     capture_all_logs,
     round_trip,
 )
-from .servers import SoftHsmToken, softhsm_token  # noqa: E402,F401
+from .servers import SoftHsmToken  # noqa: E402
 from sls_envelope.exceptions import KeyInvalidError, KmsUnavailableError  # noqa: E402
 from sls_envelope.kms.base import RetryPolicy  # noqa: E402
 from sls_envelope.kms.pkcs11 import Pkcs11Kms  # noqa: E402

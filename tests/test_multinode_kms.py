@@ -15,7 +15,7 @@ from .backends import require_module
 
 hvac = require_module("hvac", extra="openbao")
 
-from .servers import OpenBaoServer, free_port, openbao_server  # noqa: E402,F401
+from .servers import OpenBaoServer, free_port  # noqa: E402
 from sls_envelope.exceptions import KmsUnavailableError  # noqa: E402
 from sls_envelope.kms.base import RetryPolicy  # noqa: E402
 from sls_envelope.kms.openbao import OpenBaoKms  # noqa: E402
