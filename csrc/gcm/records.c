@@ -45,9 +45,15 @@ static int format_header_matches(const uint8_t *record, const uint8_t *expected,
 
 /* ---- batches ------------------------------------------------------------------ */
 
-/* Walks the packed inputs of a batch call: message i's bytes, AAD and nonce. */
+/* The length of item i of a packed batch: lens[i], or `each` for every item when the
+ * caller passed no array (all items equally long). */
+static size_t item_len(const size_t *lens, size_t each, size_t i)
+{
+    return lens ? lens[i] : each;
+}
+
+/* The lengths of a batch call's packed messages and AADs. */
 struct batch_cursor {
-    const uint8_t *in, *aad, *nonces;
     const size_t *in_lens, *aad_lens;
     size_t in_len_each, aad_len_each;
     int aad_shared;
@@ -55,7 +61,7 @@ struct batch_cursor {
 
 static size_t in_len_at(const struct batch_cursor *b, size_t i)
 {
-    return b->in_lens ? b->in_lens[i] : b->in_len_each;
+    return item_len(b->in_lens, b->in_len_each, i);
 }
 
 static size_t aad_len_at(const struct batch_cursor *b, size_t i)
@@ -77,7 +83,7 @@ int sls_env_aead_encrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *
 {
     if (!batch_args_ok(ctx, n, nonces, out))
         return SLS_ENV_ERR_ARG;
-    struct batch_cursor b = {in, aad, nonces, in_lens, aad_lens, in_len_each, aad_len_each, aad_shared};
+    struct batch_cursor b = {in_lens, aad_lens, in_len_each, aad_len_each, aad_shared};
     /* Check every length before writing anything. */
     for (size_t i = 0; i < n; i++) {
         int rc = sls_env_gcm_check_lengths(aad_len_at(&b, i), in_len_at(&b, i));
@@ -106,7 +112,7 @@ int sls_env_aead_decrypt_many(const sls_env_aead *ctx, size_t n, const uint8_t *
     if (!batch_args_ok(ctx, n, nonces, out) || failed_index == NULL)
         return SLS_ENV_ERR_ARG;
     *failed_index = 0;
-    struct batch_cursor b = {in, aad, nonces, in_lens, aad_lens, in_len_each, aad_len_each, aad_shared};
+    struct batch_cursor b = {in_lens, aad_lens, in_len_each, aad_len_each, aad_shared};
     for (size_t i = 0; i < n; i++) {
         size_t clen = in_len_at(&b, i);
         if (clen < 16) {
@@ -161,7 +167,7 @@ int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
     if (n && counter0 + (n - 1) < counter0)
         return SLS_ENV_ERR_TOO_LONG; /* the 64-bit nonce counter would wrap */
     for (size_t i = 0; i < n; i++) {
-        size_t len = in_lens ? in_lens[i] : in_len_each;
+        size_t len = item_len(in_lens, in_len_each, i);
         int rc = sls_env_gcm_check_lengths(header_len, len);
         if (rc != SLS_ENV_OK)
             return rc;
@@ -169,7 +175,7 @@ int sls_env_seal_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
             return SLS_ENV_ERR_ARG;
     }
     for (size_t i = 0; i < n; i++) {
-        size_t len = in_lens ? in_lens[i] : in_len_each;
+        size_t len = item_len(in_lens, in_len_each, i);
         uint8_t *nonce = out + nonce_offset;
         memcpy(out, header, header_len);
         format_nonce(nonce, nonce_prefix, counter0 + i);
@@ -192,7 +198,7 @@ int sls_env_open_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
     size_t total = 0;
     const uint8_t *rec = in;
     for (size_t i = 0; i < n; i++) {
-        size_t len = in_lens ? in_lens[i] : in_len_each;
+        size_t len = item_len(in_lens, in_len_each, i);
         *failed_index = i;
         if (len < header_len || len - header_len < SLS_ENV_TAG_LEN)
             return SLS_ENV_ERR_SHORT;
@@ -208,7 +214,7 @@ int sls_env_open_records(const sls_env_aead *ctx, const uint8_t *header, size_t 
     rec = in;
     uint8_t *o = out;
     for (size_t i = 0; i < n; i++) {
-        size_t clen = (in_lens ? in_lens[i] : in_len_each) - header_len - SLS_ENV_TAG_LEN;
+        size_t clen = item_len(in_lens, in_len_each, i) - header_len - SLS_ENV_TAG_LEN;
         if (sls_env_gcm_open(ctx, rec + nonce_offset, rec, header_len, rec + header_len, clen, o) != SLS_ENV_OK) {
             *failed_index = i;
             sls_env_wipe(out, total); /* nothing of the batch is released */
@@ -228,9 +234,8 @@ char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header
     size_t pad = (64 - header_len % 64) % 64;
     uint8_t *buf = NULL;
     int rc = SLS_ENV_ERR_TOO_LONG;
-    if (fork_generation != sls_env_fork_generation()) {
-        rc = SLS_ENV_ERR_FORKED; /* before taking scratch memory; seal_records checks again */
-    } else if (header_len <= SIZE_MAX / 2 && in_len <= SIZE_MAX - 64 - header_len - SLS_ENV_TAG_LEN - pad) {
+    /* The fork check is seal_records' (one per call, batch or single). */
+    if (header_len <= SIZE_MAX / 2 && in_len <= SIZE_MAX - 64 - header_len - SLS_ENV_TAG_LEN - pad) {
         buf = sls_env_scratch(pad + header_len + in_len + SLS_ENV_TAG_LEN);
         rc = buf == NULL ? SLS_ENV_ERR_NOMEM
                          : sls_env_seal_records(ctx, header, header_len, nonce_offset, nonce_prefix,
