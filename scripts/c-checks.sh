@@ -45,11 +45,6 @@ stages=("$@")
 ((${#stages[@]})) || stages=(asan ct memcheck fuzz atheris arm64)
 
 # ---- system packages ------------------------------------------------------------
-need_pkgs=(valgrind clang gcc)
-missing=()
-for pkg in "${need_pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
 install_pkgs() {
     if [ "$(id -u)" != 0 ]; then
         echo "c-checks: not root, cannot install $*" >&2
@@ -59,11 +54,18 @@ install_pkgs() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
-((${#missing[@]} == 0)) || install_pkgs "${missing[@]}"
+# Installs those of the packages "$@" that dpkg does not list as installed (a command
+# being on PATH does not say its companion packages are there).
+ensure_pkgs() {
+    local pkg missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    ((${#missing[@]} == 0)) || install_pkgs "${missing[@]}"
+}
+ensure_pkgs valgrind clang gcc
 # libFuzzer's runtime ships separately from clang on Debian, matching its major version.
-clang_major=$(clang -dumpversion | cut -d. -f1)
-rt_pkg=libclang-rt-$clang_major-dev
-dpkg-query -W -f='${Status}' "$rt_pkg" 2>/dev/null | grep -q "install ok installed" || install_pkgs "$rt_pkg"
+ensure_pkgs "libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
 
 lib_sources() {
     find csrc -name '*.c' -not -path 'csrc/tests/*' | sort
@@ -213,8 +215,7 @@ stage_atheris() {
 
 stage_arm64() {
     echo "== arm64: the kernel built for ARM64 and its test run under qemu-aarch64"
-    command -v aarch64-linux-gnu-gcc >/dev/null || install_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross libasan8-arm64-cross
-    command -v qemu-aarch64 >/dev/null || install_pkgs qemu-user
+    ensure_pkgs gcc-aarch64-linux-gnu libc6-dev-arm64-cross libasan8-arm64-cross qemu-user
     # -Werror: the x86 files must compile cleanly to their unavailable stubs there.
     aarch64-linux-gnu-gcc "${warn_flags[@]}" -Werror -O2 -static $(lib_sources) csrc/tests/kernel_test.c \
         -o "$out/kernel_test_arm64" -lpthread
