@@ -11,7 +11,6 @@ MB/s counts the raw (uncompressed) LogGroup bytes the SDK reports (x-log-bodyraw
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import statistics
 import tempfile
@@ -19,21 +18,11 @@ import time
 
 from aliyun.log import LogClient, LogItem, PutLogsRequest
 
+from sls_envelope.bench import cpu_model
 from sls_envelope.home import Home
 from sls_envelope.sls.api import SlsApi
 from sls_envelope.sls.server import SlsServer
 from sls_envelope.sls.wire import LogGroup
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _items(n: int, seed: int) -> list[LogItem]:
@@ -93,7 +82,7 @@ def main() -> None:
         api.close()
         manager.close()
     logs = args.groups * args.logs
-    print(f"CPU: {_cpu()}; {args.rounds} alternating rounds of {args.groups} PutLogs x {args.logs} logs "
+    print(f"CPU: {cpu_model()}; {args.rounds} alternating rounds of {args.groups} PutLogs x {args.logs} logs "
           f"({raw / 1e6:.1f} MB raw); median round")
     print(f"{'':10} {'PutLogs logs/s':>15} {'MB/s':>7} {'PullLogs logs/s':>16} {'MB/s':>7}")
     for name in stores:
