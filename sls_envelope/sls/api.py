@@ -84,9 +84,17 @@ class SlsApi:
         if not os.path.isdir(self._pdir(project)):
             raise ApiError(f"The Project does not exist : {project}", "ProjectNotExist", 404)
 
-    def _shard(self, project: str, logstore: str, shard: int) -> Shard:
-        meta = self._meta(project, logstore)
-        if not 0 <= shard < int(meta["shardCount"]):
+    def _shard(self, project: str, logstore: str, which: str) -> Shard:
+        """The shard a request's path names: its number, or "lb"/"route" (round robin,
+        as the service balances a PutLogs without a shard).  One read of the metadata."""
+        count = int(self._meta(project, logstore)["shardCount"])
+        if which in ("lb", "route"):
+            shard = next(self._rr) % count
+        elif which.isdigit():
+            shard = int(which)
+        else:
+            raise ApiError(f"shard {which!r} is not valid", "ShardNotExist", 404)
+        if not 0 <= shard < count:
             raise ApiError(f"shard {shard} does not exist", "ShardNotExist", 404)
         with self._lock:
             s = self._shards.get((project, logstore, shard))
@@ -224,14 +232,6 @@ class SlsApi:
         return 200, {}, b""
 
     # ---- data ----------------------------------------------------------------------------
-    def _shard_id(self, project: str, name: str, which: str) -> int:
-        meta = self._meta(project, name)
-        if which in ("lb", "route"):
-            return next(self._rr) % int(meta["shardCount"])
-        if not which.isdigit():
-            raise ApiError(f"shard {which!r} is not valid", "ShardNotExist", 404)
-        return int(which)
-
     def put_logs(self, project: str, name: str, which: str, headers: Mapping[str, str], body: bytes) -> Response:
         lower = {k.lower(): v for k, v in headers.items()}
         try:
@@ -240,7 +240,7 @@ class SlsApi:
             raw_size = None
         raw = wire.decompress(body, lower.get("x-log-compresstype", ""), raw_size)
         group = wire.parse_log_group(raw)
-        shard = self._shard(project, name, self._shard_id(project, name, which))
+        shard = self._shard(project, name, which)
         cipher = self.manager.open_logstore(project, name)
         sealed = cipher is not None and cipher.enabled
         payload = cipher.encrypt(raw) if sealed and cipher is not None else raw  # KeyInvalidError: the CMK's code
@@ -248,7 +248,7 @@ class SlsApi:
         return 200, {}, b""
 
     def get_cursor(self, project: str, name: str, which: str, frm: str) -> Response:
-        shard = self._shard(project, name, self._shard_id(project, name, which))
+        shard = self._shard(project, name, which)
         if frm == "begin":
             i = 0
         elif frm == "end":
@@ -262,7 +262,7 @@ class SlsApi:
 
     def pull_logs(self, project: str, name: str, which: str, query: Mapping[str, str],
                   headers: Mapping[str, str]) -> Response:
-        shard = self._shard(project, name, self._shard_id(project, name, which))
+        shard = self._shard(project, name, which)
         start = _uncursor(query.get("cursor", ""), len(shard))
         try:
             count = int(query.get("count", "1000"))

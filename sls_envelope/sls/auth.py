@@ -26,8 +26,8 @@ class AuthError(SlsEnvelopeError):
         super().__init__(message, code=code, http_status=http_status)
 
 
-def _string_to_sign(method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str]) -> str:
-    lower = {k.lower(): v for k, v in headers.items()}
+def _string_to_sign(method: str, path: str, query: Mapping[str, str], lower: Mapping[str, str]) -> str:
+    """SLS's v1 string to sign; `lower`: the headers with lower-case names (verify's)."""
     signed = "".join(f"{k}:{lower[k]}\n" for k in sorted(lower)
                      if k != "x-log-date" and (k.startswith("x-acs-")
                                                or (k.startswith("x-log-") and not k.startswith("x-log-meta-"))))
@@ -55,7 +55,7 @@ def verify(method: str, path: str, query: Mapping[str, str], headers: Mapping[st
     md5 = lower.get("content-md5")
     if body and (md5 is None or not hmac.compare_digest(md5.upper(), hashlib.md5(body).hexdigest().upper())):
         raise AuthError("Content-MD5 does not match the body", code="InvalidContentMD5", http_status=400)
-    want = base64.b64encode(hmac.new(secret.encode(), _string_to_sign(method, path, query, headers).encode(),
+    want = base64.b64encode(hmac.new(secret.encode(), _string_to_sign(method, path, query, lower).encode(),
                                      hashlib.sha1).digest()).decode()
     if not hmac.compare_digest(want.encode(), sig.encode()):
         raise AuthError("the request signature does not match")
