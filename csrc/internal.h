@@ -149,6 +149,11 @@ struct sls_env_aead {
     int alg;
 };
 
+/* GB/T 32907-2016 7.3's system parameter FK and constant CK_i (sm4_key.c), also for
+ * the paths that expand keys with instructions of their own (SM4EKEY). */
+SLS_ENV_HIDDEN extern const uint32_t sls_env_sm4_fk[4];
+SLS_ENV_HIDDEN uint32_t sls_env_sm4_ck(unsigned i);
+
 /* SM4 key expansion (csrc/sm4/sm4_key.c): the 32 round keys of a 128-bit key, with the
  * caller's tau (the S-box on each byte of a word).  Wipes its own intermediates. */
 SLS_ENV_HIDDEN void sls_env_sm4_expand_key(const uint8_t key[16], uint32_t rk[32],

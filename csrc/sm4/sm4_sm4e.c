@@ -24,18 +24,14 @@ static int sm4e_supported(void) { return sls_env_cpu_has(SLS_ENV_CPU_ARM_SM4); }
 TARGET static int sm4e_init(void *state, const uint8_t *key, size_t key_len)
 {
     struct sls_env_sm4_sm4e_state *s = state;
-    static const uint32_t fk[4] = {0xa3b1bac6, 0x56aa3350, 0x677d9197, 0xb27022dc};
     if (key_len != 16)
         return SLS_ENV_ERR_KEY_SIZE;
-    uint32x4_t k = veorq_u32(vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(key))), vld1q_u32(fk));
+    uint32x4_t k = veorq_u32(vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(key))), vld1q_u32(sls_env_sm4_fk));
     for (unsigned i = 0; i < 8; i++) {
-        /* CK_i,j = (4i + j) * 7 mod 256, byte j of CK_i most significant first. */
+        /* SM4EKEY makes four round keys from CK_4i..CK_4i+3 (sm4_key.c has the constants). */
         uint32_t ck[4];
-        for (unsigned w = 0; w < 4; w++) {
-            unsigned n = 4 * (4 * i + w);
-            ck[w] = ((uint32_t)((n * 7) & 0xff) << 24) | ((uint32_t)(((n + 1) * 7) & 0xff) << 16) |
-                    ((uint32_t)(((n + 2) * 7) & 0xff) << 8) | (uint32_t)(((n + 3) * 7) & 0xff);
-        }
+        for (unsigned w = 0; w < 4; w++)
+            ck[w] = sls_env_sm4_ck(4 * i + w);
         k = vsm4ekeyq_u32(k, vld1q_u32(ck));
         s->rk[i] = k;
     }
