@@ -149,6 +149,13 @@ struct sls_env_aead {
     int alg;
 };
 
+/* AES key expansion (csrc/aes/aes_key.c): the 4 (Nr + 1) words of FIPS 197's w[] for a
+ * 16-, 24- or 32-byte key, as little-endian integers, with the caller's SubWord (the
+ * S-box on each byte of a word).  Returns Nr (10, 12 or 14), or 0 for another key
+ * length.  The caller wipes w once it has stored the round keys its own way. */
+SLS_ENV_HIDDEN unsigned sls_env_aes_expand_key(const uint8_t *key, size_t key_len, uint32_t w[60],
+                                               uint32_t (*sub_word)(uint32_t));
+
 /* GB/T 32907-2016 7.3's system parameter FK and constant CK_i (sm4_key.c), also for
  * the paths that expand keys with instructions of their own (SM4EKEY). */
 SLS_ENV_HIDDEN extern const uint32_t sls_env_sm4_fk[4];

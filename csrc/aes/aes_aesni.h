@@ -1,6 +1,7 @@
 /*
  * The AES-NI key state, shared by aes_aesni.c and the stitched GCM routine
- * csrc/gcm/aesgcm_aesni.c, which runs the rounds itself.
+ * csrc/gcm/aesgcm_aesni.c, which runs the rounds itself; and the x86 SubWord for the
+ * key schedule, which the VAES paths (aes_x86_vaes.h) use too.
  */
 #ifndef SLS_ENV_AES_AESNI_H
 #define SLS_ENV_AES_AESNI_H
@@ -19,6 +20,9 @@ struct sls_env_aes_aesni_state {
     __m128i rk[15];
     unsigned rounds; /* 10, 12 or 14 */
 };
+
+/* FIPS 197's SubWord for sls_env_aes_expand_key, with AESENCLAST (aes_aesni.c). */
+SLS_ENV_HIDDEN uint32_t sls_env_aes_x86_sub_word(uint32_t w);
 
 #endif
 #endif /* SLS_ENV_AES_AESNI_H */

@@ -4,8 +4,8 @@
  * AESE is AddRoundKey, SubBytes and ShiftRows; AESMC is MixColumns (Arm ARM, "AESE",
  * "AESMC").  A round of FIPS 197 is therefore AESMC(AESE(b, rk[r])) with the key XOR
  * moved to the front, and the last round AESE(b, rk[nr-1]) ^ rk[nr].  SubWord for the
- * key schedule is AESE with a zero key over a word broadcast to all four columns,
- * where ShiftRows cannot move it.  No table, no branch on the key or the data.
+ * key schedule (FIPS 197 5.2, aes_key.c) is AESE with a zero key over a word broadcast
+ * to all four columns, where ShiftRows cannot move it.  No table, no branch on the key or the data.
  *
  * CTR runs eight blocks at a time so the AESE/AESMC latency is hidden behind the
  * throughput of the AES unit(s).  Run-time probe: HWCAP_AES (dispatch.c).
@@ -34,22 +34,10 @@ TARGET static uint32_t sub_word(uint32_t w)
 TARGET static int armv8_init(void *state, const uint8_t *key, size_t key_len)
 {
     struct sls_env_aes_armv8_state *s = state;
-    if (key_len != 16 && key_len != 24 && key_len != 32)
-        return SLS_ENV_ERR_KEY_SIZE;
-    const unsigned nk = (unsigned)(key_len / 4), nr = nk + 6, total = 4 * (nr + 1);
     uint32_t w[60];
-    memcpy(w, key, key_len);
-    uint32_t rcon = 1;
-    for (unsigned i = nk; i < total; i++) {
-        uint32_t t = w[i - 1];
-        if (i % nk == 0) {
-            t = sub_word((t >> 8) | (t << 24)) ^ rcon; /* RotWord on little-endian words */
-            rcon = (rcon << 1) ^ (0x11b & -(rcon >> 7));
-        } else if (nk > 6 && i % nk == 4) {
-            t = sub_word(t);
-        }
-        w[i] = w[i - nk] ^ t;
-    }
+    const unsigned nr = sls_env_aes_expand_key(key, key_len, w, sub_word);
+    if (!nr)
+        return SLS_ENV_ERR_KEY_SIZE;
     for (unsigned r = 0; r <= nr; r++)
         s->rk[r] = vld1q_u8((const uint8_t *)(w + 4 * r));
     s->rounds = nr;

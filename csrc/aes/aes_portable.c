@@ -244,7 +244,7 @@ static void encrypt4(const struct aes_state *st, uint64_t q[8])
         }
 }
 
-/* ---- key schedule (FIPS 197 5.2) ------------------------------------------------------ */
+/* ---- key schedule (FIPS 197 5.2, aes_key.c) --------------------------------------- */
 
 /* SubWord through the same circuit: the four bytes go into bits 0..3 of the planes. */
 static uint32_t sub_word(uint32_t x)
@@ -271,30 +271,10 @@ static int always(void) { return 1; }
 static int aes_init(void *state, const uint8_t *key, size_t key_len)
 {
     struct aes_state *st = state;
-    unsigned nk, nr;
-    switch (key_len) {
-    case 16: nk = 4; nr = 10; break;
-    case 24: nk = 6; nr = 12; break;
-    case 32: nk = 8; nr = 14; break;
-    default: return SLS_ENV_ERR_KEY_SIZE;
-    }
-    /* Words as little-endian uint32 (byte 0 lowest), so RotWord is a rotate right
-     * by 8 and Rcon sits in the low byte. */
     uint32_t w[4 * (AES_MAX_ROUNDS + 1)];
-    for (unsigned i = 0; i < nk; i++)
-        w[i] = (uint32_t)key[4 * i] | ((uint32_t)key[4 * i + 1] << 8) |
-               ((uint32_t)key[4 * i + 2] << 16) | ((uint32_t)key[4 * i + 3] << 24);
-    uint32_t rcon = 1;
-    for (unsigned i = nk; i < 4 * (nr + 1); i++) {
-        uint32_t t = w[i - 1];
-        if (i % nk == 0) { /* i and nk are public */
-            t = sub_word((t >> 8) | (t << 24)) ^ rcon;
-            rcon = (rcon << 1) ^ (0x11b & -(rcon >> 7));
-        } else if (nk > 6 && i % nk == 4) {
-            t = sub_word(t);
-        }
-        w[i] = w[i - nk] ^ t;
-    }
+    const unsigned nr = sls_env_aes_expand_key(key, key_len, w, sub_word);
+    if (!nr)
+        return SLS_ENV_ERR_KEY_SIZE;
     /* Bitslice each round key, replicated over the four block lanes; rounds 1..nr
      * carry the S-box constant (see the top of the file). */
     uint8_t buf[64];

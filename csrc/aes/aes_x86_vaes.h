@@ -1,21 +1,18 @@
 /*
  * What the VAES AES implementations (aes_vaes512.c, aes_vaes256.c) share: the layout
- * of their key state and its expansion with AES-NI.
+ * of their key state and how the expanded key is stored in it.
  *
  * Each round key is stored four times over, 64 bytes apart, so a zmm round takes it
  * as a full-width memory operand (VAES has no embedded broadcast); the ymm code reads
  * the first 32 bytes of each entry and the xmm code the first 16.
  *
- * The expansion follows FIPS 197 section 5.2 (KeyExpansion) word by word for all three
- * key sizes, with SubWord done by AESENCLAST on the word broadcast to all four
- * columns: ShiftRows then only permutes equal columns, so every column holds
- * SubWord(w) (the same observation the Intel AES-NI white paper uses for
- * AESKEYGENASSIST).  Branches depend on the word index only, never on key bits.
+ * The expansion is FIPS 197 section 5.2 (aes_key.c) with the AES-NI path's SubWord
+ * (AESENCLAST, aes_aesni.c); only the broadcast into this layout is done here.
  */
 #ifndef SLS_ENV_AES_X86_VAES_H
 #define SLS_ENV_AES_X86_VAES_H
 
-#include "internal.h"
+#include "aes/aes_aesni.h"
 
 #if SLS_ENV_X86
 #include <immintrin.h>
@@ -27,39 +24,13 @@ typedef struct {
 
 _Static_assert(sizeof(sls_env_aes_vaes_key) <= SLS_ENV_CIPHER_STATE_SIZE, "AES key state too big");
 
-__attribute__((target("avx,aes"))) static inline uint32_t sls_env_aes_vaes_subword(uint32_t w)
-{
-    __m128i x = _mm_aesenclast_si128(_mm_set1_epi32((int)w), _mm_setzero_si128());
-    return (uint32_t)_mm_cvtsi128_si32(x);
-}
-
-__attribute__((target("avx,aes"))) static inline int
-sls_env_aes_vaes_expand(void *state, const uint8_t *key, size_t key_len)
+static inline int sls_env_aes_vaes_expand(void *state, const uint8_t *key, size_t key_len)
 {
     sls_env_aes_vaes_key *k = state;
-    unsigned nk, nr;
-    switch (key_len) {
-    case 16: nk = 4; nr = 10; break;
-    case 24: nk = 6; nr = 12; break;
-    case 32: nk = 8; nr = 14; break;
-    default: return SLS_ENV_ERR_KEY_SIZE;
-    }
-    /* Words as little-endian integers: byte 0 of the word is the low byte, so
-     * RotWord ([a0,a1,a2,a3] -> [a1,a2,a3,a0]) is a right rotation by 8 and Rcon
-     * goes into the low byte. */
     uint32_t w[60];
-    memcpy(w, key, key_len);
-    uint32_t rcon = 1;
-    for (unsigned i = nk; i < 4 * (nr + 1); i++) {
-        uint32_t t = w[i - 1];
-        if (i % nk == 0) {
-            t = sls_env_aes_vaes_subword((t >> 8) | (t << 24)) ^ rcon;
-            rcon = (rcon << 1) ^ ((rcon >> 7) * 0x11b); /* xtime; Rcon is public */
-        } else if (nk > 6 && i % nk == 4) {
-            t = sls_env_aes_vaes_subword(t);
-        }
-        w[i] = w[i - nk] ^ t;
-    }
+    const unsigned nr = sls_env_aes_expand_key(key, key_len, w, sls_env_aes_x86_sub_word);
+    if (!nr)
+        return SLS_ENV_ERR_KEY_SIZE;
     for (unsigned r = 0; r <= nr; r++)
         for (unsigned c = 0; c < 4; c++)
             memcpy(k->rk[r] + 16 * c, &w[4 * r], 16);
