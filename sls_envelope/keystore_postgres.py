@@ -4,8 +4,12 @@ Needs the ``postgres`` extra (psycopg 3 and psycopg_pool).  The primary key
 (project, logstore) is what makes "exactly one key per Logstore" hold across nodes:
 ``add`` is one ``INSERT ... ON CONFLICT DO NOTHING`` and the node whose row went in
 is the one that created the Logstore.  Every write is one transaction, so a Logstore is
-never half-made.  A lost connection is retried a bounded number of times (the pool
-gives a fresh connection), then :class:`KeyStoreUnavailableError`.
+never half-made.  A lost connection is retried a bounded number of times, then
+:class:`KeyStoreUnavailableError` naming libpq's reason ("Connection refused").  An
+attempt the pool cannot serve with a live connection in time goes over a connection of
+its own, so a server that went down fails within the connect timeout (milliseconds when
+refused; at most one wait on the pool per outage) and one that came back serves before
+the pool has reconnected.
 
 The schema is versioned (table ``sls_envelope_schema``) and created or migrated by
 the library under an advisory lock, so nodes starting together do not race.
@@ -14,7 +18,8 @@ the library under an advisory lock, so nodes starting together do not race.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
 from .exceptions import KeyStoreUnavailableError, SlsEnvelopeError  # noqa: F401  (its home was here)
 from .keystore import RECORD_COLUMNS, KeyRecord, KeyStore, record_from_row
@@ -67,7 +72,8 @@ class PostgresKeyStore(KeyStore):
 
     ``attempts``: tries of each operation when the connection fails (bounded; the sleeps
     between them grow from ``backoff`` seconds); ``connect_timeout``: seconds per
-    connection attempt; ``pool_size``: connections kept by this node."""
+    connection attempt, and the longest a call waits for one of the pool's connections
+    before making its own; ``pool_size``: connections kept by this node."""
 
     def __init__(
         self, url: str, *, attempts: int = 5, backoff: float = 0.2, connect_timeout: float = 3.0,
@@ -81,17 +87,32 @@ class PostgresKeyStore(KeyStore):
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
         self._psycopg = psycopg
+        self._pool_timeout = psycopg_pool.PoolTimeout
         self._shown = _redact(url)
+        self._url = url
         self._attempts = attempts
         self._backoff = backoff
-        connect_kwargs = {"connect_timeout": max(1, int(connect_timeout)), "autocommit": False}
+        connect_kwargs: Dict[str, Any] = {"connect_timeout": max(1, int(connect_timeout)), "autocommit": False}
+        self._connect_kwargs = connect_kwargs
+        # The last attempt found the server unreachable or lost its connection: the next
+        # one asks the server directly rather than waiting on the pool (see _connection).
+        # Read and written by every thread without a lock: a stale value costs one wait
+        # on the pool or one unpooled connection, nothing else.
+        self._down = False
         # The schema is made over a connection of its own, not the pool's: a store that
         # is down then fails in milliseconds with libpq's reason ("Connection refused"),
         # where the pool would wait out its timeout and say only that it timed out.
         self._retried(lambda: self._migrate_once(url, connect_kwargs))
+        # No check= callback: _connection checks a pooled connection itself, because the
+        # pool's own check loop sleeps 1 s, 2 s, ... between the dead connections a
+        # restart leaves.  timeout: how long a call waits for a pooled connection before
+        # making its own.  reconnect_timeout: how long the pool's background reconnection
+        # (whose errors nobody waiting sees) goes on after a failure; past it the pool
+        # starts afresh on the next demand, so a server back after a long outage is not
+        # left waiting on a reconnection scheduled minutes ahead.
         self._pool = psycopg_pool.ConnectionPool(
-            url, min_size=0, max_size=pool_size, open=True, timeout=connect_timeout * 2,
-            kwargs=connect_kwargs, check=psycopg_pool.ConnectionPool.check_connection,
+            url, min_size=0, max_size=pool_size, open=True, timeout=connect_timeout,
+            reconnect_timeout=connect_timeout, kwargs=connect_kwargs,
         )
 
     def __repr__(self) -> str:
@@ -103,11 +124,47 @@ class PostgresKeyStore(KeyStore):
         """work(connection) in one transaction, retried on connection loss."""
 
         def once() -> T:
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 with conn.transaction():
                     return work(conn)
 
         return self._retried(once)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """A live connection: the pool's if it has one in time, else one of our own.
+
+        The pool reports a server it cannot reach only as PoolTimeout, after its whole
+        timeout; a connection of our own fails within the connect timeout (milliseconds
+        when refused) with libpq's reason, which is what _retried reports."""
+        pool = self._pool
+        if not self._down:
+            try:
+                conn = pool.getconn()
+            except self._pool_timeout:
+                pass  # all in use, or the pool cannot connect: find out below
+            else:
+                try:
+                    pool.check_connection(conn)
+                except self._psycopg.OperationalError:
+                    pool.putconn(conn)  # dead (a restart, an outage): the pool drops it
+                else:
+                    try:
+                        yield conn
+                    finally:
+                        # Lost mid-call: the server may be gone; the retry asks it directly.
+                        if conn.broken:
+                            self._down = True
+                        pool.putconn(conn)
+                    return
+        try:
+            own = self._psycopg.connect(self._url, **self._connect_kwargs)
+        except self._psycopg.OperationalError:
+            self._down = True
+            raise
+        self._down = False
+        with own:  # closed on exit
+            yield own
 
     def _migrate_once(self, url: str, connect_kwargs: Dict[str, Any]) -> None:
         with self._psycopg.connect(url, **connect_kwargs) as conn:
@@ -116,16 +173,13 @@ class PostgresKeyStore(KeyStore):
 
     def _retried(self, once: Callable[[], T]) -> T:
         """once(), tried up to `attempts` times while the connection fails."""
-        psycopg = self._psycopg
-        import psycopg_pool
-
         last: Optional[BaseException] = None
         for attempt in range(self._attempts):
             if attempt:
                 time.sleep(self._backoff * (2 ** (attempt - 1)))
             try:
                 return once()
-            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            except self._psycopg.OperationalError as exc:
                 # Connection refused or lost (server restart, failover): the transaction
                 # did not commit, or committed and its retry finds the row (add is
                 # idempotent by its primary key; see add).

@@ -139,6 +139,36 @@ def test_store_down_is_a_clear_error_at_api_and_cli(postgres: PostgresServer, tm
     assert len(done.stderr.strip().splitlines()) == 1 and "Connection refused" in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("pooled", [True, False], ids=["idle-connection", "empty-pool"])
+def test_store_down_after_open_fails_fast_with_libpq_reason(postgres: PostgresServer, pooled: bool) -> None:
+    # The server stops under an open store: with a connection idle in the pool (it dies
+    # with the server), and with none (min_size 0: nothing used yet, or idle ones expired).
+    from sls_envelope.keystore_postgres import KeyStoreUnavailableError, PostgresKeyStore
+
+    attempts, connect_timeout = 3, 2.0
+    store = PostgresKeyStore(postgres.url, attempts=attempts, backoff=0.05, connect_timeout=connect_timeout)
+    if pooled:
+        store.get("down", "x")
+    postgres.stop()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(KeyStoreUnavailableError) as info:
+            store.get("down", "x")
+        took = time.monotonic() - t0
+    finally:
+        postgres.start()
+    message = str(info.value)
+    # libpq's reason on the one line, not the pool's "couldn't get a connection".
+    assert "\n" not in message and "PoolTimeout" not in message, message
+    assert f"{attempts} attempts" in message and "Connection refused" in message, message
+    # The pool's timeout was twice the connect timeout per attempt (12 s here): an attempt
+    # now waits on the pool at most once per outage, the others fail in milliseconds.
+    assert took < attempts * connect_timeout, took
+    # Back up, the same store serves again (the pool's dead connections are not reused).
+    assert store.get("down", "x") is None
+    store.close()
+
+
 def _node_setting(args: Tuple[str, str, str, Any]) -> str:
     """One node asking the shared store for a setting none has yet; make() leaves a mark
     in `marks` each time it runs (a KMS call, for the service CMK)."""
