@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import sls_envelope.atomic_output as atomic_module
 from sls_envelope.atomic_output import _open_unnamed, atomic_output, remove_stale_temporaries
 
 
@@ -84,3 +86,59 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> None:
     finally:
         live.kill()
         live.wait()
+
+
+def test_exclusive_sweep_removes_every_temporary_of_ours(tmp_path: Path) -> None:
+    """Under a lock every writer takes, a temporary is a dead writer's whatever pid it names."""
+    mine = tmp_path / f".a.log.sls-envelope-{os.getpid()}-0123456789abcdef.part"
+    other = tmp_path / f".d.log.{os.getpid()}.part"  # not our naming: never touched
+    for path in (mine, other):
+        path.write_bytes(b"secret")
+    assert remove_stale_temporaries(str(tmp_path)) == 0
+    assert remove_stale_temporaries(str(tmp_path), exclusive=True) == 1
+    assert not mine.exists() and other.exists()
+
+
+def test_a_refused_linkat_copies_the_unnamed_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No /proc or a sandbox refusing linkat: the complete unnamed file is copied to a named
+    temporary (owner-only) and renamed, rather than the write failing."""
+    _needs_o_tmpfile(tmp_path)
+    created = []
+    real_open_named = atomic_module._open_named
+
+    def refuse_link(fd: int, directory: str, name: str) -> None:
+        raise OSError(errno.EXDEV, "linkat refused")
+
+    def open_named(directory: str, name: str) -> tuple[str, int]:
+        tmp, fd = real_open_named(directory, name)
+        created.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return tmp, fd
+
+    monkeypatch.setattr(atomic_module, "_link_unnamed", refuse_link)
+    monkeypatch.setattr(atomic_module, "_open_named", open_named)
+    payload = os.urandom(3 << 20)  # more than one copied chunk
+    with atomic_output(tmp_path / "out.bin") as handle:
+        handle.write(payload)
+    assert created == [0o600] and (tmp_path / "out.bin").read_bytes() == payload
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+@pytest.mark.parametrize("code,raised", [(errno.EIO, True), (errno.EINVAL, False)])
+def test_directory_fsync_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, raised: bool) -> None:
+    """A failed write-back of the directory is an error; a filesystem that cannot sync one is not."""
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(code, os.strerror(code))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    if raised:
+        with pytest.raises(OSError) as info, atomic_output(tmp_path / "out.bin") as handle:
+            handle.write(b"x")
+        assert info.value.errno == code
+    else:
+        with atomic_output(tmp_path / "out.bin") as handle:
+            handle.write(b"x")
+    assert (tmp_path / "out.bin").read_bytes() == b"x"  # renamed either way: only its durability is in doubt

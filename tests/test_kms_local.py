@@ -569,11 +569,13 @@ _OLD_PLAINTEXT = "0e983abaf32fa143011746b69835516682ba9f8605c65af831f91644eead5c
 
 def test_stale_temporaries_of_dead_writers_are_removed(tmp_path: Any) -> None:
     """A temporary left by a writer killed between linkat and rename (or on a platform
-    without O_TMPFILE) holds the whole state: the next process to open the store removes it."""
+    without O_TMPFILE) holds the whole state: the next process to open the store removes it,
+    whatever pid it names (writers hold the lock, so none is live; this one names a live
+    process, as a reused pid would), and so is one named as releases before atomic_output did."""
     kms = LocalKms(tmp_path)
     kms.create_key()
-    leftover = tmp_path / ".localkms-99999-abcdef.tmp"
-    leftover.write_bytes((tmp_path / "localkms.json").read_bytes())
+    for leftover in (f".localkms.json.sls-envelope-{os.getpid()}-0123456789abcdef.part", ".localkms-99999-abcdef.tmp"):
+        (tmp_path / leftover).write_bytes((tmp_path / "localkms.json").read_bytes())
     LocalKms(tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["localkms.json", "localkms.lock"]
 
@@ -620,7 +622,7 @@ def test_sigkill_during_changes_leaves_no_key_material(tmp_path: Any, unnamed: b
         child.join(30)
         assert child.exitcode == -signal.SIGKILL
         if unnamed:
-            leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+            leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".part")]
             # Only the microseconds between linkat and rename can leave one; it is removed below.
             assert len(leftovers) <= 1
     kms = LocalKms(tmp_path)  # opens the whole file, removing any temporary

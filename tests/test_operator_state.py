@@ -306,21 +306,21 @@ def test_saves_use_an_unnamed_file_where_the_platform_has_one(tmp_path: Any,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """On Linux the named-temporary fallback is never taken (it once was: os.link with its
     defaults calls link(2), which cannot link /proc/self/fd/N and fails with EXDEV)."""
-    from sls_envelope.kms._store import JsonFileStore
+    from sls_envelope import atomic_output
 
     kms = LocalKms(tmp_path)
 
-    def refuse(self: Any, payload: bytes) -> None:
-        raise AssertionError("the named-temporary fallback was taken")
+    def refuse(directory: str, name: str) -> None:
+        raise AssertionError("the named-temporary fallback (or the copy where linkat fails) was taken")
 
-    monkeypatch.setattr(JsonFileStore, "_write_named", refuse)
+    monkeypatch.setattr(atomic_output, "_open_named", refuse)
     key = kms.create_key("unnamed")
     assert LocalKms(tmp_path).describe_key(key)["KeyState"] == "Enabled"
     assert _temporaries(tmp_path) == []
 
 
 def _temporaries(directory: Any) -> List[str]:
-    return sorted(name for name in os.listdir(directory) if name.startswith(".localkms-"))
+    return sorted(name for name in os.listdir(directory) if name.startswith(".localkms"))  # today's and legacy
 
 
 @pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="Linux O_TMPFILE")

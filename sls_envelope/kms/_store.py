@@ -10,15 +10,16 @@ This is LocalKms's persistence, apart from its KMS and RAM logic:
   changing the state in memory but before saving it, memory is reloaded from the file.
 * **Validation.**  Every read is checked whole by the owner's validator; a file of the
   wrong shape is refused with one line naming it and what is wrong, and never rewritten.
-* **Atomic save.**  The new document is written to an *unnamed* file (Linux
-  ``O_TMPFILE``), fsynced, given a temporary name with ``linkat`` and renamed over the
-  file, then the directory is fsynced.  A writer killed while writing leaves nothing;
-  one killed in the microseconds between ``linkat`` and ``rename`` (or on a platform
-  without ``O_TMPFILE``, where a named temporary file is used) leaves a temporary file,
-  which the next process to open the store removes: writers write only while holding
-  the exclusive lock, so a temporary file found by the lock's holder belongs to a writer
-  that died.  The temporary files hold the whole state (key material included), hence
-  their removal rather than leaving them for an operator to find.
+* **Atomic save.**  :func:`sls_envelope.atomic_output.atomic_output` writes the new
+  document to an *unnamed* owner-only file (Linux ``O_TMPFILE``), fsyncs it, gives it a
+  temporary name with ``linkat``, renames it over the file and fsyncs the directory.  A
+  writer killed while writing leaves nothing; one killed in the microseconds between
+  ``linkat`` and ``rename`` (or on a platform without ``O_TMPFILE``, where a named
+  temporary file is used) leaves a temporary file, which the next process to open the
+  store removes: writers write only while holding the exclusive lock, so a temporary file
+  found by the lock's holder belongs to a writer that died, whatever its pid.  The
+  temporary files hold the whole state (key material included), hence their removal
+  rather than leaving them for an operator to find.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import threading
 from typing import Any, Callable, Dict, Optional, Tuple
+
+from ..atomic_output import atomic_output, remove_stale_temporaries
 
 __all__ = ["JsonFileStore"]
 
@@ -42,7 +44,9 @@ class JsonFileStore:
 
     ``load_into`` receives every document read (after validation); ``dump`` returns the
     document to write.  With ``directory=None`` nothing is persisted and the lock is a
-    plain re-entrant thread lock.
+    plain re-entrant thread lock.  ``legacy_temp_prefix``: temporaries named
+    ``<prefix><pid>-<hex>.tmp`` by releases before atomic_output wrote this file are removed
+    on open like today's.
     """
 
     def __init__(
@@ -51,7 +55,7 @@ class JsonFileStore:
         *,
         file_name: str,
         lock_name: str,
-        temp_prefix: str,
+        legacy_temp_prefix: str,
         validate: Validator,
         load_into: Callable[[Dict[str, Any]], None],
         dump: Callable[[], Dict[str, Any]],
@@ -64,9 +68,7 @@ class JsonFileStore:
         self._path = None if self.dir is None else os.path.join(self.dir, file_name)
         self._lock_path = None if self.dir is None else os.path.join(self.dir, lock_name)
         self._lock = _Lock(self)
-        self._file_name = file_name
-        self._lock_name = lock_name
-        self._temp_prefix = temp_prefix
+        self._legacy_temp_prefix = legacy_temp_prefix
         self._validate = validate
         self._load_into = load_into
         self._dump = dump
@@ -128,7 +130,12 @@ class JsonFileStore:
             return False
         with self.lock:
             if not self.read_only:
-                self._remove_stale_temporaries()
+                assert self._lock_fd is not None  # every writer waits for this lock: none is writing
+                remove_stale_temporaries(self.dir, exclusive=True)
+                for name in os.listdir(self.dir):
+                    if name.startswith(self._legacy_temp_prefix) and name.endswith(".tmp"):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(os.path.join(self.dir, name))
             return self.load()
 
     def load(self) -> bool:
@@ -162,89 +169,12 @@ class JsonFileStore:
                 raise OSError(errno.EROFS, f"cannot change the LocalKms state: {self.dir} is read-only "
                               "(reading commands work; this one writes)", self.path)
             payload = json.dumps(self._dump(), sort_keys=True).encode("utf-8")
-            self._write(payload)
+            assert self.path is not None
+            with atomic_output(self.path) as handle:
+                handle.write(payload)
             self._seen = self._signature()
-            dir_fd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
 
     # ---- internals -------------------------------------------------------------------------------
-
-    def _temp_name(self) -> str:
-        assert self.dir is not None
-        return os.path.join(self.dir, f"{self._temp_prefix}{os.getpid()}-{secrets.token_hex(6)}.tmp")
-
-    def _write(self, payload: bytes) -> None:
-        assert self.dir is not None and self.path is not None
-        fd = self._open_unnamed()
-        if fd is None:
-            self._write_named(payload)
-            return
-        tmp = os.path.basename(self._temp_name())
-        dir_fd = os.open(self.dir, os.O_RDONLY)
-        try:
-            try:
-                _write_all(fd, payload)
-                os.fsync(fd)
-                # linkat(AT_FDCWD, "/proc/self/fd/N", dir_fd, tmp, AT_SYMLINK_FOLLOW): gives the
-                # unnamed inode a name without CAP_DAC_READ_SEARCH (open(2), O_TMPFILE).  The
-                # dst_dir_fd makes CPython call linkat with AT_SYMLINK_FOLLOW; with defaults it
-                # calls link(2), which links the /proc symlink itself and fails with EXDEV.
-                os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
-            except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP):  # no /proc, say
-                    self._write_named(payload)
-                    return
-                raise
-            finally:
-                os.close(fd)
-            try:
-                os.replace(tmp, self._file_name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp, dir_fd=dir_fd)
-                raise
-        finally:
-            os.close(dir_fd)
-
-    def _open_unnamed(self) -> Optional[int]:
-        flag = getattr(os, "O_TMPFILE", None)
-        if flag is None:
-            return None
-        assert self.dir is not None
-        try:
-            return os.open(self.dir, flag | os.O_WRONLY, 0o600)
-        except OSError as exc:
-            # Kernels or file systems without O_TMPFILE: EISDIR (old kernels read the flag
-            # as O_DIRECTORY), EOPNOTSUPP, EINVAL.
-            if exc.errno in (errno.EISDIR, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP):
-                return None
-            raise
-
-    def _write_named(self, payload: bytes) -> None:
-        assert self.path is not None
-        tmp = self._temp_name()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                _write_all(fd, payload)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-    def _remove_stale_temporaries(self) -> None:
-        assert self.dir is not None and self._lock_fd is not None  # only under the exclusive lock
-        for name in os.listdir(self.dir):
-            if name.startswith(self._temp_prefix) and name.endswith(".tmp"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(self.dir, name))
 
     def _lock_file(self) -> None:
         import fcntl
@@ -311,9 +241,3 @@ class _Lock:
 #: What a read-only directory or file answers a write: EROFS (read-only mount), EACCES/EPERM
 #: (no write permission).
 _READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
-
-
-def _write_all(fd: int, payload: bytes) -> None:
-    view = memoryview(payload)
-    while view:
-        view = view[os.write(fd, view):]

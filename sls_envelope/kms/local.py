@@ -123,7 +123,7 @@ KEY_STATE_RULES: Dict[str, Dict[str, Optional[str]]] = {
 
 _FILE_NAME = "localkms.json"
 _LOCK_NAME = "localkms.lock"
-_TEMP_PREFIX = ".localkms-"
+_LEGACY_TEMP_PREFIX = ".localkms-"  # temporaries of releases before atomic_output
 _BLOB_VERSION = 1
 _WRAP_LABEL = b"sls-envelope localkms wrap v1"
 _NONCE_LEN = 12
@@ -181,8 +181,9 @@ class _State:
         #: are expanded once per key, not at every GenerateDataKey/Encrypt/Decrypt (issue 15
         #: item 9).  Emptied on every load; an entry goes with its key when the key is purged.
         self._wrappers: Dict[str, Tuple[str, AESGCM]] = {}
-        self.file = JsonFileStore(path, file_name=_FILE_NAME, lock_name=_LOCK_NAME, temp_prefix=_TEMP_PREFIX,
-                                  validate=validate_state, load_into=self._load_into, dump=self._dump)
+        self.file = JsonFileStore(path, file_name=_FILE_NAME, lock_name=_LOCK_NAME,
+                                  legacy_temp_prefix=_LEGACY_TEMP_PREFIX, validate=validate_state,
+                                  load_into=self._load_into, dump=self._dump)
         with self.lock:
             existed = self.file.open()
             stored = self._stored_account if existed else None
