@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sls_env_testing.h"
 
 #if SLS_ENV_X86
 #include <cpuid.h>
@@ -145,6 +146,58 @@ uint32_t sls_env_cpu(void)
     __atomic_store_n(&cpu_cache, f, __ATOMIC_RELAXED);
     __atomic_store_n(&cpu_ready, 1, __ATOMIC_RELEASE);
     return f;
+}
+
+/* ---- the GHASH product form of vaes512's main loop ------------------------------
+ *
+ * Its 32 products per iteration run beside 8 x rounds zmm VAESENCs.  On AMD's Zen 4 (the
+ * EPYC of issue 19) each zmm VPCLMULQDQ takes about a cycle from the VAESENCs
+ * (benches/vaes_clmul_ports.c), so Karatsuba's three CLMULs per four blocks instead of
+ * four pay despite a shuffle and an XOR more per register (0.97-0.99x the time sealing,
+ * 0.98-0.99x opening at 16 KiB - 1 MiB, docs/BENCHMARKS.md).  On Intel's Sapphire
+ * Rapids class (the Xeon VM of docs/BENCHMARKS.md, "family 6 model 167") VAESENC zmm
+ * issues on port 0 and VPCLMULQDQ zmm on port 5: 0-28 CLMULs per 112 VAESENCs cost
+ * nothing there, while Karatsuba's shuffles and XORs compete for ports 0 and 5.  There
+ * schoolbook takes 0.965-0.986x the time of Karatsuba sealing and 0.996-0.999x opening
+ * at 16 KiB - 1 MiB, 0.98-0.99x at 1 KiB (benches/c_ab.py, 11 alternating rounds, quiet
+ * machine).  So AMD gets Karatsuba, every other vendor schoolbook (key setup then skips
+ * the kara table).  The vendor is read once; a test may force either form
+ * (sls_env_testing_ghash_form) so that both run on any CPU. */
+#if SLS_ENV_X86
+static int probe_ghash_form(void)
+{
+    unsigned a = 0, b = 0, c = 0, d = 0; /* GCC -O1 cannot see __get_cpuid set them */
+    /* "AuthenticAMD" in EBX, EDX, ECX of leaf 0. */
+    if (__get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u)
+        return SLS_ENV_GHASH_KARATSUBA;
+    return SLS_ENV_GHASH_SCHOOLBOOK;
+}
+#else
+static int probe_ghash_form(void) { return SLS_ENV_GHASH_SCHOOLBOOK; }
+#endif
+
+/* -1: not probed yet / not forced. */
+static int ghash_form_cpu = -1;
+static int ghash_form_forced = -1;
+
+int sls_env_ghash_form(void)
+{
+    int f = __atomic_load_n(&ghash_form_forced, __ATOMIC_RELAXED);
+    if (f >= 0)
+        return f;
+    f = __atomic_load_n(&ghash_form_cpu, __ATOMIC_RELAXED);
+    if (f < 0) {
+        f = probe_ghash_form();
+        __atomic_store_n(&ghash_form_cpu, f, __ATOMIC_RELAXED);
+    }
+    return f;
+}
+
+int sls_env_testing_ghash_form(int form)
+{
+    if (form == -1 || form == SLS_ENV_GHASH_SCHOOLBOOK || form == SLS_ENV_GHASH_KARATSUBA)
+        __atomic_store_n(&ghash_form_forced, form, __ATOMIC_RELAXED);
+    return sls_env_ghash_form();
 }
 
 const char *sls_env_cpu_features(void)

@@ -78,6 +78,15 @@ SLS_ENV_HIDDEN uint32_t sls_env_cpu(void);
 /* 1 if every feature in mask is present. */
 static inline int sls_env_cpu_has(uint32_t mask) { return (sls_env_cpu() & mask) == mask; }
 
+/* How aesgcm_vaes512.c's main loop multiplies for GHASH (dispatch.c chooses from the CPU's
+ * vendor; ghash_x86_vpclmul.h records the choice in each key's table): schoolbook, four
+ * zmm VPCLMULQDQs per four blocks, or Karatsuba, three plus a shuffle and an XOR. */
+#define SLS_ENV_GHASH_SCHOOLBOOK 0
+#define SLS_ENV_GHASH_KARATSUBA 1
+/* The form for keys set up from now on: the CPU's, unless a test forced one
+ * (sls_env_testing_ghash_form, sls_env_testing.h). */
+SLS_ENV_HIDDEN int sls_env_ghash_form(void);
+
 /* ---- parts ------------------------------------------------------------------ */
 
 typedef struct sls_env_block_cipher {

@@ -59,3 +59,37 @@ def test_default_is_the_fastest_the_cpu_has(label: str) -> None:
         pytest.skip(f"SLS_ENVELOPE_IMPL forces {forced}")
     cls = AESGCM if label == "aes-gcm" else SM4GCM
     assert cls(bytes(16)).implementation == expected
+
+
+def _cpu_vendor() -> str:
+    """vendor_id of /proc/cpuinfo (Linux x86), or "" elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def test_vaes512_ghash_form_follows_the_vendor() -> None:
+    """Karatsuba products on AMD, schoolbook elsewhere (csrc/dispatch.c, measured there),
+    and the testing hook forces either for the keys set up after it, then gives back the
+    CPU's."""
+    if "vaes512" not in sls_envelope.available_implementations()["aes-gcm"]:
+        pytest.skip("no vaes512 on this CPU")
+    expected = 1 if _cpu_vendor() == "AuthenticAMD" else 0
+    form = lib.sls_env_testing_aead_ghash_form
+    assert form(AESGCM(bytes(32), impl="vaes512")._ctx) == expected
+    try:
+        for forced in (1 - expected, expected):
+            assert lib.sls_env_testing_ghash_form(forced) == forced
+            assert form(AESGCM(bytes(32), impl="vaes512")._ctx) == forced
+    finally:
+        assert lib.sls_env_testing_ghash_form(-1) == expected
+    assert form(AESGCM(bytes(32), impl="vaes512")._ctx) == expected
+    # Paths without the choice say so.
+    for name in sls_envelope.available_implementations()["aes-gcm"]:
+        if name != "vaes512":
+            assert form(AESGCM(bytes(32), impl=name)._ctx) == -1

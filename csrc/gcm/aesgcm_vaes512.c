@@ -5,7 +5,7 @@
  * successors: the AES rounds and the carry-less multiplications go to different
  * execution ports and overlap instead of running one after the other, and the 32
  * products are reduced once per iteration (H^32..H^1 from the table of
- * ghash_x86_vpclmul.h, in Karatsuba form in the loop).
+ * ghash_x86_vpclmul.h, in Karatsuba form in the loop on AMD).
  *
  * Sealing hashes the ciphertext of the previous iteration (still in registers) while
  * encrypting the next, so the two are independent; opening hashes the iteration's own
@@ -101,27 +101,43 @@ INL void next_blocks(const sls_env_aes_vaes_key *k, __m512i *c, uint32_t *n, __m
 /* GHASH of x[0..7] (32 blocks, GCM byte order) by H^32..H^1 spread over the AES
  * rounds: steps 1-7 multiply x[1..7], step 8 multiplies x[0] plus the running state
  * (last, so the state's dependency chain through the loop is as short as possible),
- * step 9 reduces.  The products are Karatsuba's (three CLMULs per block, not four): on
- * the AMD EPYC Zen 4 of issue 19 every zmm VPCLMULQDQ costs the VAESENCs about a cycle
- * (benches/vaes_clmul_ports.c), and 0.97-0.99x the time sealing, 0.98-0.99x opening at
- * 16 KiB - 1 MiB (alternating builds, noisy shared machine).  The empty asm keeps each
+ * step 9 reduces.  The products are schoolbook or, with kara, Karatsuba's (three CLMULs
+ * per block, not four; pk the kara table), as dispatch.c chose for the CPU
+ * (sls_env_ghash_form: Karatsuba on AMD, where every zmm VPCLMULQDQ costs the VAESENCs
+ * about a cycle; the measurements are there).  With Karatsuba the empty asm keeps each
  * running sum opaque, as in gh256_mul: without it GCC reassociates the XORs, computes
- * the products early and keeps them live (opening then took 1.05x the time). */
-INL void gh_step(const int step, const __m512i *x, const uint8_t *p, const uint8_t *pk, __m128i *acc,
-                 const struct consts *s, __m512i *lo, __m512i *mi, __m512i *hi)
+ * the products early and keeps them live (opening then took 1.05x the time on Zen 4).
+ * The schoolbook sums are left to GCC: opaque they took 1.001-1.004x the time sealing,
+ * 1.001-1.008x opening at 1-64 KiB on the Intel Xeon of dispatch.c (1 MiB 0.98-1.009x,
+ * memory-bound noise; alternating builds, 15 rounds). */
+INL void gh_step(const int step, const int kara, const __m512i *x, const uint8_t *p, const uint8_t *pk,
+                 __m128i *acc, const struct consts *s, __m512i *lo, __m512i *mi, __m512i *hi)
 {
-    if (step == 1)
-        sls_env_gh512_kmul0(_mm512_shuffle_epi8(x[1], s->bswap), _mm512_load_si512(p + 64),
-                            _mm512_load_si512(pk + 64), lo, mi, hi);
-    else if (step < NZ)
-        sls_env_gh512_kmul(_mm512_shuffle_epi8(x[step], s->bswap), _mm512_load_si512(p + 64 * step),
-                           _mm512_load_si512(pk + 64 * step), lo, mi, hi);
-    else if (step == NZ)
-        sls_env_gh512_kmul(_mm512_xor_si512(_mm512_shuffle_epi8(x[0], s->bswap), _mm512_zextsi128_si512(*acc)),
-                           _mm512_load_si512(p), _mm512_load_si512(pk), lo, mi, hi);
-    else if (step == NZ + 1)
-        *acc = sls_env_gh512_reduce(*lo, _mm512_ternarylogic_epi64(*mi, *lo, *hi, 0x96), *hi);
-    if (step <= NZ)
+    if (kara) {
+        if (step == 1)
+            sls_env_gh512_kmul0(_mm512_shuffle_epi8(x[1], s->bswap), _mm512_load_si512(p + 64),
+                                _mm512_load_si512(pk + 64), lo, mi, hi);
+        else if (step < NZ)
+            sls_env_gh512_kmul(_mm512_shuffle_epi8(x[step], s->bswap), _mm512_load_si512(p + 64 * step),
+                               _mm512_load_si512(pk + 64 * step), lo, mi, hi);
+        else if (step == NZ)
+            sls_env_gh512_kmul(_mm512_xor_si512(_mm512_shuffle_epi8(x[0], s->bswap), _mm512_zextsi128_si512(*acc)),
+                               _mm512_load_si512(p), _mm512_load_si512(pk), lo, mi, hi);
+        else if (step == NZ + 1)
+            *acc = sls_env_gh512_reduce(*lo, _mm512_ternarylogic_epi64(*mi, *lo, *hi, 0x96), *hi);
+    } else {
+        if (step == 1)
+            sls_env_gh512_mul0(_mm512_shuffle_epi8(x[1], s->bswap), _mm512_load_si512(p + 64), lo, mi, hi);
+        else if (step < NZ)
+            sls_env_gh512_mul(_mm512_shuffle_epi8(x[step], s->bswap), _mm512_load_si512(p + 64 * step), lo,
+                              mi, hi);
+        else if (step == NZ)
+            sls_env_gh512_mul(_mm512_xor_si512(_mm512_shuffle_epi8(x[0], s->bswap), _mm512_zextsi128_si512(*acc)),
+                              _mm512_load_si512(p), lo, mi, hi);
+        else if (step == NZ + 1)
+            *acc = sls_env_gh512_reduce(*lo, *mi, *hi);
+    }
+    if (kara && step <= NZ)
         __asm__("" : "+v"(*lo), "+v"(*mi), "+v"(*hi));
 }
 
@@ -130,7 +146,8 @@ INL void gh_step(const int step, const __m512i *x, const uint8_t *p, const uint8
  * blocks at in: the input goes into the last round key (AESENCLAST's final XOR), so that
  * XOR runs beside the rounds instead of after them (AMD EPYC Zen 4, alternating builds,
  * issue 19: 0.96x the time sealing and 0.98x opening at 4-64 KiB, 1 KiB unchanged). */
-INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, __m512i *b, const uint8_t *in,
+INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, const int kara, __m512i *b,
+                          const uint8_t *in,
                           const __m512i *x, const uint8_t *p, const uint8_t *pk, __m128i acc,
                           const struct consts *s)
 {
@@ -140,7 +157,7 @@ INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, __m5
         const __m512i key = RK(r);
         for (int j = 0; j < NZ; j++)
             b[j] = _mm512_aesenc_epi128(b[j], key);
-        gh_step((int)r, x, p, pk, &acc, s, &lo, &mi, &hi);
+        gh_step((int)r, kara, x, p, pk, &acc, s, &lo, &mi, &hi);
     }
     for (int j = 0; j < NZ; j++)
         b[j] = _mm512_aesenclast_epi128(b[j], _mm512_xor_si512(RK(nr), _mm512_loadu_si512(in + 64 * j)));
@@ -221,7 +238,7 @@ INL void store_tag(uint8_t tag[16], __m128i acc, __m128i ek_j0)
     _mm_storeu_si128((__m128i *)tag, _mm_xor_si128(_mm_shuffle_epi8(acc, SLS_ENV_GHASH_BSWAP_EPI8), ek_j0));
 }
 
-INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key *g, const unsigned nr,
+INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key *g, const unsigned nr, const int kara,
                  const uint8_t nonce[12], const uint8_t *aad, size_t aad_len, const uint8_t *in,
                  uint8_t *out, size_t len, uint8_t tag[16])
 {
@@ -250,7 +267,7 @@ INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
         while (left >= 64 * NZ) {
             __m512i b[NZ];
             next_blocks(k, &c, &n, b, &s);
-            acc = aes32_ghash32(k, nr, b, in, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
+            acc = aes32_ghash32(k, nr, kara, b, in, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
                                 KARA(SLS_ENV_GHASH_KARA - 4 * NZ), acc, &s);
             for (int j = 0; j < NZ; j++) {
                 x[j] = b[j];
@@ -266,7 +283,7 @@ INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
     store_tag(tag, acc, ek_j0);
 }
 
-INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key *g, const unsigned nr,
+INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key *g, const unsigned nr, const int kara,
                  const uint8_t nonce[12], const uint8_t *aad, size_t aad_len, const uint8_t *in,
                  uint8_t *out, size_t len, uint8_t tag[16])
 {
@@ -283,7 +300,7 @@ INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
         for (int j = 0; j < NZ; j++)
             v[j] = _mm512_loadu_si512(in + 64 * j);
         next_blocks(k, &c, &n, b, &s);
-        acc = aes32_ghash32(k, nr, b, in, v, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
+        acc = aes32_ghash32(k, nr, kara, b, in, v, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
                             KARA(SLS_ENV_GHASH_KARA - 4 * NZ), acc, &s);
         for (int j = 0; j < NZ; j++)
             _mm512_storeu_si512(out + 64 * j, b[j]);
@@ -295,27 +312,35 @@ INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
     store_tag(tag, acc, ek_j0);
 }
 
-/* One body per key size, so the round loops unroll completely. */
-#define BY_ROUNDS(body)                                                                       \
-    const sls_env_aes_vaes_key *k = cs;                                                       \
+/* One body per key size and GHASH form, so the round loops unroll completely; the form
+ * is the key's (one predictable branch per message). */
+#define BY_ROUNDS(body, kara)                                                                 \
     switch (k->rounds) {                                                                      \
-    case 10: body(k, gs, 10, nonce, aad, aad_len, in, out, len, tag); break;                  \
-    case 12: body(k, gs, 12, nonce, aad, aad_len, in, out, len, tag); break;                  \
-    default: body(k, gs, 14, nonce, aad, aad_len, in, out, len, tag); break;                  \
+    case 10: body(k, g, 10, kara, nonce, aad, aad_len, in, out, len, tag); break;            \
+    case 12: body(k, g, 12, kara, nonce, aad, aad_len, in, out, len, tag); break;            \
+    default: body(k, g, 14, kara, nonce, aad, aad_len, in, out, len, tag); break;            \
+    }
+#define BY_FORM(body)                                                                         \
+    const sls_env_aes_vaes_key *k = cs;                                                       \
+    const sls_env_ghash_vpclmul_key *g = gs;                                                  \
+    if (g->form == SLS_ENV_GHASH_KARATSUBA) {                                                 \
+        BY_ROUNDS(body, 1)                                                                    \
+    } else {                                                                                  \
+        BY_ROUNDS(body, 0)                                                                    \
     }
 
 TGT static void aesgcm_vaes512_seal(const void *cs, const void *gs, const uint8_t nonce[12],
                                     const uint8_t *aad, size_t aad_len, const uint8_t *in,
                                     uint8_t *out, size_t len, uint8_t tag[16])
 {
-    BY_ROUNDS(seal_nr)
+    BY_FORM(seal_nr)
 }
 
 TGT static void aesgcm_vaes512_open(const void *cs, const void *gs, const uint8_t nonce[12],
                                     const uint8_t *aad, size_t aad_len, const uint8_t *in,
                                     uint8_t *out, size_t len, uint8_t tag[16])
 {
-    BY_ROUNDS(open_nr)
+    BY_FORM(open_nr)
 }
 
 SLS_ENV_HIDDEN const sls_env_gcm_bulk sls_env_aesgcm_vaes512 = {

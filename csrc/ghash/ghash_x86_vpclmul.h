@@ -15,11 +15,12 @@
  * shift of the 256-bit product.
  *
  * Products are schoolbook (four CLMULs per block: lo, hi and the two middle terms),
- * except in the main loop of aesgcm_vaes512.c: Karatsuba saves one CLMUL per block for
- * a shuffle, an XOR and a second table (kara below).  On the AMD EPYC Zen 4 of issue 19
- * a zmm VPCLMULQDQ takes about a cycle from the zmm VAESENCs (benches/vaes_clmul_ports.c)
- * while the shuffle mostly does not, so there it pays (docs/BENCHMARKS.md, Zen 4); elsewhere
- * schoolbook is kept (not measured with Karatsuba).  Products of many blocks by their
+ * except in the main loop of aesgcm_vaes512.c on AMD: Karatsuba saves one CLMUL per block
+ * for a shuffle, an XOR and a second table (kara below).  On the AMD EPYC Zen 4 of issue
+ * 19 a zmm VPCLMULQDQ takes about a cycle from the zmm VAESENCs (benches/vaes_clmul_ports.c)
+ * while the shuffle mostly does not, so there it pays (docs/BENCHMARKS.md, Zen 4); on
+ * Intel the CLMULs run on a port of their own and Karatsuba costs time (dispatch.c,
+ * sls_env_ghash_form).  Elsewhere schoolbook is kept (not measured with Karatsuba).  Products of many blocks by their
  * powers of H are summed unreduced and reduced once (the white paper's aggregated
  * reduction).
  */
@@ -48,6 +49,9 @@ typedef struct {
      * the second operand of a Karatsuba middle product, (a0 + a1)(b0 + b1) = a0 b1 +
      * a1 b0 + a0 b0 + a1 b1, which saves one CLMUL per block (sls_env_gh512_kmul). */
     SLS_ENV_ALIGN(64) uint8_t kara[SLS_ENV_GHASH_KARA][16];
+    /* SLS_ENV_GHASH_SCHOOLBOOK or SLS_ENV_GHASH_KARATSUBA (sls_env_ghash_form, dispatch.c):
+     * the form of aesgcm_vaes512.c's main loop; kara is filled only for Karatsuba. */
+    int form;
 } sls_env_ghash_vpclmul_key;
 
 _Static_assert(sizeof(sls_env_ghash_vpclmul_key) <= SLS_ENV_GHASH_STATE_SIZE, "GHASH state too big");
@@ -104,7 +108,8 @@ __attribute__((target("avx,pclmul"))) static inline void sls_env_ghash_vpclmul_i
         _mm_store_si128((__m128i *)g->pow[SLS_ENV_GHASH_POWERS - k], p);
         p = sls_env_ghash_mul1(p, x);
     }
-    for (int i = 0; i < SLS_ENV_GHASH_KARA; i++) {
+    g->form = sls_env_ghash_form();
+    for (int i = 0; g->form == SLS_ENV_GHASH_KARATSUBA && i < SLS_ENV_GHASH_KARA; i++) {
         __m128i h = _mm_load_si128((const __m128i *)g->pow[SLS_ENV_GHASH_POWERS - SLS_ENV_GHASH_KARA + i]);
         _mm_store_si128((__m128i *)g->kara[i], _mm_xor_si128(h, _mm_shuffle_epi32(h, 0x4e)));
     }
