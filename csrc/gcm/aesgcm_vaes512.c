@@ -165,13 +165,15 @@ INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, cons
 }
 
 /* Opening a long message prefetches its input (T0) and output (for writing) 4 KiB
- * ahead, one line per register per iteration: on the Intel Xeon of dispatch.c 0.970-0.979x
- * the time at 1 MiB (three alternating runs of 15 rounds), where the 2 MiB of input and
- * output no longer stay in L2.  Shorter messages do not prefetch: at 64 KiB the
- * prefetches of lines already in cache cost 1.006-1.022x, and past the end of a short
- * buffer they touched other pages (1 KiB 1.04-1.06x).  Sealing gained nothing (0.994-1.019x
- * at 1 MiB, 4 KiB ahead; 2 KiB and 8 KiB ahead of the input alone: 1.012x, 1.016x), so it
- * does not prefetch.  PREFETCHW (PRFCHW) is on every CPU with VAES and AVX-512. */
+ * ahead, one line per register per iteration, and stops 4 KiB before the end, so every
+ * prefetch stays inside the buffers.  On the Intel Xeon of dispatch.c: 0.92-0.99x the
+ * time at 1 MiB (five alternating runs of 11-15 rounds), where the 2 MiB of input and
+ * output no longer stay in L2; 16 and 64 KiB 0.990-1.013x, since they do not prefetch:
+ * there the prefetches of lines already in cache cost 1.006-1.022x at 64 KiB, and (before
+ * the stop) the ones past the end of a 1 KiB buffer 1.04-1.06x.  Sealing gained nothing
+ * (0.994-1.019x at 1 MiB 4 KiB ahead; the input alone 2 KiB and 8 KiB ahead 1.012x and
+ * 1.016x), so it does not prefetch.  PREFETCHW (PRFCHW) is on every CPU with VAES and
+ * AVX-512. */
 #define PF_AHEAD 4096
 #define PF_MIN_LEN ((size_t)256 << 10)
 
