@@ -38,6 +38,44 @@ static inline __mmask64 range_mask(size_t at, size_t lo, size_t hi)
     return a >= b ? 0 : sls_env_byte_mask64(b) & ~sls_env_byte_mask64(a);
 }
 
+/* A run of 80 blocks (five groups) hashed inside a pass's rounds: its first register
+ * (bytes of its first 64 in m0: the J0 lane is masked off) at p, the powers H^80..H^1,
+ * and the state before it in lane `first` of its first block. */
+struct gh_run {
+    const uint8_t *p, *pw;
+    __mmask64 m0;
+    __m512i first;
+};
+
+/* Products of the run spread over the rounds: step r (after round r of every group)
+ * multiplies register r of the run for r < 20 and reduces at step 20.  The empty asm
+ * keeps each running sum opaque, as in aesgcm_vaes512.c's gh_step. */
+#define GH_REGS 20
+INL void gh_step(const int step, const struct gh_run *run, __m128i *acc, __m512i *lo, __m512i *mi,
+                 __m512i *hi)
+{
+    const __m512i bswap = _mm512_broadcast_i32x4(SLS_ENV_GHASH_BSWAP_EPI8);
+    if (step == 0) {
+        __m512i d = _mm512_shuffle_epi8(_mm512_maskz_loadu_epi8(run->m0, run->p), bswap);
+        sls_env_gh512_mul0(_mm512_xor_si512(d, run->first), _mm512_load_si512(run->pw), lo, mi, hi);
+    } else if (step < GH_REGS) {
+        __m512i d = _mm512_shuffle_epi8(_mm512_loadu_si512(run->p + 64 * step), bswap);
+        sls_env_gh512_mul(d, _mm512_load_si512(run->pw + 64 * step), lo, mi, hi);
+    } else if (step == GH_REGS) {
+        *acc = sls_env_gh512_reduce(*lo, *mi, *hi);
+    }
+    if (step < GH_REGS)
+        __asm__("" : "+v"(*lo), "+v"(*mi), "+v"(*hi));
+}
+
+#define INLINE static inline __attribute__((always_inline))
+#define SM4_GH(i, j0, j1, j2, r) gh_step(r, run, acc, lo, mi, hi);
+DEFINE_ROUNDS_WITH(rounds_five_gh, 5,
+                   (const sls_env_sm4_gfni_key *key, __m512i *x, const struct gh_run *run, __m128i *acc,
+                    __m512i *lo, __m512i *mi, __m512i *hi),
+                   SM4_GH)
+#undef INLINE
+
 /* What a pass needs besides its counters. */
 struct msg {
     const sls_env_sm4_gfni_key *key;
@@ -65,19 +103,21 @@ struct msg {
  */
 #define DEFINE_GCM_PASS(NAME, ROUNDS_CALL, G)                                                      \
     INL __m128i NAME(struct msg *s, __m512i w0, __m512i w1, __m512i w2, __m512i *w3, size_t v,     \
-                     size_t nb, __m128i acc, const int sealing, const int last)                    \
+                     size_t nb, __m128i acc, const int sealing, const int last, const int own,     \
+                     const struct gh_run *run)                                                     \
     {                                                                                              \
         const size_t lo_byte = v ? 16 * v : 16 * s->shift;                                         \
         const size_t hi_byte = 16 * (v + nb) < s->end ? 16 * (v + nb) : s->end;                     \
         const int acc_in_lengths = v == 0 && s->empty;                                             \
         const uint8_t *pw = s->g->pow[SLS_ENV_GHASH_POWERS - nb - (size_t)last];                   \
         __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;                                     \
+        __m512i x[4 * G], o[4];                                                                    \
+        (void)run;                                                                                 \
+        counter_groups(x, G, w0, w1, w2, w3);                                                      \
+        ROUNDS_CALL;                                                                               \
         __m512i first = acc_in_lengths ? _mm512_setzero_si512()                                    \
                         : v == 0 && s->shift ? _mm512_maskz_broadcast_i32x4(0xf0, acc)            \
                                        : _mm512_zextsi128_si512(acc);                              \
-        __m512i x[4 * G], o[4];                                                                    \
-        counter_groups(x, G, w0, w1, w2, w3);                                                      \
-        ROUNDS_CALL;                                                                               \
         for (int g = 0; g < G; g++) {                                                              \
             output_blocks(&x[4 * g], o);                                                           \
             if (v == 0 && g == 0 && s->shift)                                                      \
@@ -98,9 +138,12 @@ struct msg {
                     c = _mm512_maskz_mov_epi8(m, _mm512_xor_si512(o[q], d));                       \
                     _mm512_mask_storeu_epi8(dst, m, c);                                            \
                 }                                                                                  \
-                sls_env_gh512_absorb(sealing ? c : d, 16 * blocks, &pw, &first, &lo, &mi, &hi);   \
+                if (own)                                                                           \
+                    sls_env_gh512_absorb(sealing ? c : d, 16 * blocks, &pw, &first, &lo, &mi, &hi); \
             }                                                                                      \
         }                                                                                          \
+        if (!own)                                                                                  \
+            return acc;                                                                            \
         if (last) {                                                                                \
             __m128i l = acc_in_lengths ? _mm_xor_si128(s->lengths, acc) : s->lengths;              \
             sls_env_gh512_mul(_mm512_zextsi128_si512(l), _mm512_maskz_loadu_epi64(0x03, pw), &lo, &mi, &hi); \
@@ -115,6 +158,30 @@ DEFINE_GCM_PASS(gcm_pass4, rounds_bulk(s->key, x), GROUPS)
 DEFINE_GCM_PASS(gcm_pass5, rounds_five(s->key, x), 5)
 DEFINE_GCM_PASS(gcm_pass4_side, rounds_bulk_side(s->key, x, s->y), GROUPS)
 DEFINE_GCM_PASS(gcm_pass5_side, rounds_five_side(s->key, x, s->y), 5)
+DEFINE_GCM_PASS(gcm_pass5_gh, rounds_five_gh(s->key, x, run, &acc, &lo, &mi, &hi), 5)
+
+/* The run of 80 blocks from virtual block v of the frame at base (the J0 lane masked
+ * off if v is 0 and J0 is virtual block 0), with the GHASH state acc. */
+INL struct gh_run run_at(const struct msg *s, uintptr_t base, size_t v, __m128i acc)
+{
+    struct gh_run r;
+    const int j0 = v == 0 && s->shift;
+    r.p = (const uint8_t *)(base + 16 * v);
+    r.pw = s->g->pow[SLS_ENV_GHASH_POWERS - 80];
+    r.m0 = j0 ? ~(__mmask64)0xffff : ~(__mmask64)0;
+    r.first = j0 ? _mm512_maskz_broadcast_i32x4(0xf0, acc) : _mm512_zextsi128_si512(acc);
+    return r;
+}
+
+/* The same run hashed on its own (the last full pass's ciphertext when sealing). */
+INL __m128i gh_run_alone(const struct gh_run *run)
+{
+    __m128i acc = _mm_setzero_si128();
+    __m512i lo, mi, hi;
+    for (int step = 0; step <= GH_REGS; step++)
+        gh_step(step, run, &acc, &lo, &mi, &hi);
+    return acc;
+}
 
 INL void gcm_msg(const void *cs, const void *gs, const uint8_t nonce[12], const uint8_t *aad,
                  size_t aad_len, const uint8_t *in, uint8_t *out, size_t len, uint8_t tag[16],
@@ -154,25 +221,40 @@ INL void gcm_msg(const void *cs, const void *gs, const uint8_t nonce[12], const 
      * message and J0, 65 blocks, in one pass). */
     size_t total = s.shift + nblocks, v = 0;
     for (; total - v > 16 * 5; v += 16 * 5) {
-        if (side && v == 0)
-            acc = gcm_pass5_side(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0);
-        else
-            acc = gcm_pass5(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0);
+        if (v == 0) {
+            /* Sealing leaves the ciphertext to the next pass; opening hashes its own
+             * input here only when the side chain takes the rounds' slot. */
+            const int own = !sealing && side;
+            struct gh_run run = run_at(&s, s.vin, v, acc);
+            if (side)
+                acc = gcm_pass5_side(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0, own, &run);
+            else if (sealing)
+                acc = gcm_pass5(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0, 0, &run);
+            else
+                acc = gcm_pass5_gh(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0, 0, &run);
+        } else {
+            struct gh_run run = sealing ? run_at(&s, s.vout, v - 16 * 5, acc) : run_at(&s, s.vin, v, acc);
+            acc = gcm_pass5_gh(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0, 0, &run);
+        }
+    }
+    if (sealing && v) {
+        struct gh_run run = run_at(&s, s.vout, v - 16 * 5, acc);
+        acc = gh_run_alone(&run);
     }
     size_t nb = total - v;
     int first_side = side && v == 0; /* nb is then 64 or 80 */
     switch ((nb + 15) / 16) {
     case 5:
-        acc = first_side ? gcm_pass5_side(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1)
-                         : gcm_pass5(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1);
+        acc = first_side ? gcm_pass5_side(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL)
+                         : gcm_pass5(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL);
         break;
     case 4:
-        acc = first_side ? gcm_pass4_side(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1)
-                         : gcm_pass4(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1);
+        acc = first_side ? gcm_pass4_side(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL)
+                         : gcm_pass4(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL);
         break;
-    case 3: acc = gcm_pass3(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1); break;
-    case 2: acc = gcm_pass2(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1); break;
-    default: acc = gcm_pass1(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1); break;
+    case 3: acc = gcm_pass3(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL); break;
+    case 2: acc = gcm_pass2(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL); break;
+    default: acc = gcm_pass1(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL); break;
     }
     if (side) /* the side chain's output block is X35, X34, X33, X32, big-endian */
         s.ek_j0 = _mm_set_epi32((int)__builtin_bswap32(s.y[0]), (int)__builtin_bswap32(s.y[1]),
