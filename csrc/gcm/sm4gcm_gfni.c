@@ -70,10 +70,10 @@ INL void gh_step(const int step, const struct gh_run *run, __m128i *acc, __m512i
 
 #define INLINE static inline __attribute__((always_inline))
 #define SM4_GH(i, j0, j1, j2, r) gh_step(r, run, acc, lo, mi, hi);
-DEFINE_ROUNDS_WITH(rounds_five_gh, 5,
-                   (const sls_env_sm4_gfni_key *key, __m512i *x, const struct gh_run *run, __m128i *acc,
-                    __m512i *lo, __m512i *mi, __m512i *hi),
-                   SM4_GH)
+DEFINE_ROUNDS_UNROLL(rounds_five_gh, 5,
+                     (const sls_env_sm4_gfni_key *key, __m512i *x, const struct gh_run *run, __m128i *acc,
+                      __m512i *lo, __m512i *mi, __m512i *hi),
+                     SM4_GH, "GCC unroll 8")
 #undef INLINE
 
 /* What a pass needs besides its counters. */
