@@ -51,20 +51,24 @@ struct gh_run {
  * multiplies register r of the run for r < 20 and reduces at step 20.  The empty asm
  * keeps each running sum opaque, as in aesgcm_vaes512.c's gh_step. */
 #define GH_REGS 20
+#ifndef GH_FIRST
+#define GH_FIRST 11
+#endif
 INL void gh_step(const int step, const struct gh_run *run, __m128i *acc, __m512i *lo, __m512i *mi,
                  __m512i *hi)
 {
     const __m512i bswap = _mm512_broadcast_i32x4(SLS_ENV_GHASH_BSWAP_EPI8);
-    if (step == 0) {
+    const int j = step - GH_FIRST;
+    if (j == 0) {
         __m512i d = _mm512_shuffle_epi8(_mm512_maskz_loadu_epi8(run->m0, run->p), bswap);
         sls_env_gh512_mul0(_mm512_xor_si512(d, run->first), _mm512_load_si512(run->pw), lo, mi, hi);
-    } else if (step < GH_REGS) {
-        __m512i d = _mm512_shuffle_epi8(_mm512_loadu_si512(run->p + 64 * step), bswap);
-        sls_env_gh512_mul(d, _mm512_load_si512(run->pw + 64 * step), lo, mi, hi);
-    } else if (step == GH_REGS) {
+    } else if (j > 0 && j < GH_REGS) {
+        __m512i d = _mm512_shuffle_epi8(_mm512_loadu_si512(run->p + 64 * j), bswap);
+        sls_env_gh512_mul(d, _mm512_load_si512(run->pw + 64 * j), lo, mi, hi);
+    } else if (j == GH_REGS) {
         *acc = sls_env_gh512_reduce(*lo, *mi, *hi);
     }
-    if (step < GH_REGS)
+    if (j >= 0 && j < GH_REGS)
         __asm__("" : "+v"(*lo), "+v"(*mi), "+v"(*hi));
 }
 
@@ -178,7 +182,7 @@ INL __m128i gh_run_alone(const struct gh_run *run)
 {
     __m128i acc = _mm_setzero_si128();
     __m512i lo, mi, hi;
-    for (int step = 0; step <= GH_REGS; step++)
+    for (int step = GH_FIRST; step <= GH_FIRST + GH_REGS; step++)
         gh_step(step, run, &acc, &lo, &mi, &hi);
     return acc;
 }
