@@ -52,24 +52,34 @@ struct gh_run {
  * keeps each running sum opaque, as in aesgcm_vaes512.c's gh_step. */
 #define GH_REGS 20
 #ifndef GH_FIRST
-#define GH_FIRST 11
+#define GH_FIRST 0
 #endif
+#ifndef GH_PER
+#define GH_PER 2
+#endif
+INL void gh_one(const int i, const struct gh_run *run, __m512i *lo, __m512i *mi, __m512i *hi)
+{
+    const __m512i bswap = _mm512_broadcast_i32x4(SLS_ENV_GHASH_BSWAP_EPI8);
+    if (i == 0) {
+        __m512i d = _mm512_shuffle_epi8(_mm512_maskz_loadu_epi8(run->m0, run->p), bswap);
+        sls_env_gh512_mul0(_mm512_xor_si512(d, run->first), _mm512_load_si512(run->pw), lo, mi, hi);
+    } else {
+        __m512i d = _mm512_shuffle_epi8(_mm512_loadu_si512(run->p + 64 * i), bswap);
+        sls_env_gh512_mul(d, _mm512_load_si512(run->pw + 64 * i), lo, mi, hi);
+    }
+    __asm__("" : "+v"(*lo), "+v"(*mi), "+v"(*hi));
+}
+
 INL void gh_step(const int step, const struct gh_run *run, __m128i *acc, __m512i *lo, __m512i *mi,
                  __m512i *hi)
 {
-    const __m512i bswap = _mm512_broadcast_i32x4(SLS_ENV_GHASH_BSWAP_EPI8);
     const int j = step - GH_FIRST;
-    if (j == 0) {
-        __m512i d = _mm512_shuffle_epi8(_mm512_maskz_loadu_epi8(run->m0, run->p), bswap);
-        sls_env_gh512_mul0(_mm512_xor_si512(d, run->first), _mm512_load_si512(run->pw), lo, mi, hi);
-    } else if (j > 0 && j < GH_REGS) {
-        __m512i d = _mm512_shuffle_epi8(_mm512_loadu_si512(run->p + 64 * j), bswap);
-        sls_env_gh512_mul(d, _mm512_load_si512(run->pw + 64 * j), lo, mi, hi);
-    } else if (j == GH_REGS) {
+    if (j >= 0 && j < GH_REGS / GH_PER) {
+        for (int i = 0; i < GH_PER; i++)
+            gh_one(GH_PER * j + i, run, lo, mi, hi);
+    } else if (j == GH_REGS / GH_PER) {
         *acc = sls_env_gh512_reduce(*lo, *mi, *hi);
     }
-    if (j >= 0 && j < GH_REGS)
-        __asm__("" : "+v"(*lo), "+v"(*mi), "+v"(*hi));
 }
 
 #define INLINE static inline __attribute__((always_inline))
@@ -182,7 +192,7 @@ INL __m128i gh_run_alone(const struct gh_run *run)
 {
     __m128i acc = _mm_setzero_si128();
     __m512i lo, mi, hi;
-    for (int step = GH_FIRST; step <= GH_FIRST + GH_REGS; step++)
+    for (int step = GH_FIRST; step <= GH_FIRST + GH_REGS / GH_PER; step++)
         gh_step(step, run, &acc, &lo, &mi, &hi);
     return acc;
 }
