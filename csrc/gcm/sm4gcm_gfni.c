@@ -52,10 +52,10 @@ struct gh_run {
  * keeps each running sum opaque, as in aesgcm_vaes512.c's gh_step. */
 #define GH_REGS 20
 #ifndef GH_FIRST
-#define GH_FIRST 0
+#define GH_FIRST 4
 #endif
 #ifndef GH_PER
-#define GH_PER 2
+#define GH_PER 1
 #endif
 INL void gh_one(const int i, const struct gh_run *run, __m512i *lo, __m512i *mi, __m512i *hi)
 {
