@@ -90,6 +90,76 @@ DEFINE_ROUNDS_UNROLL(rounds_five_gh, 5,
                      SM4_GH, "GCC unroll 8")
 #undef INLINE
 
+/* The output of a pass done in the next pass's rounds: its 20 state registers after
+ * the rounds (raw), CTR-XORed from in to out (frame addresses of its first block) and
+ * hashed (gh: the output when sealing, the input when opening).  j0: its first block is
+ * J0, masked off in memory and kept in *ek. */
+struct out_run {
+    const __m512i *raw;
+    const uint8_t *in;
+    uint8_t *out;
+    struct gh_run gh;
+    int j0;
+    __m128i *ek;
+};
+
+INL void out_group(const int g, const struct out_run *run)
+{
+    __m512i x[4], o[4];
+    for (int j = 0; j < 4; j++)
+        x[j] = run->raw[4 * g + j];
+    output_blocks(x, o);
+    for (int q = 0; q < 4; q++) {
+        const size_t at = 64 * (size_t)(4 * g + q);
+        if (g == 0 && q == 0) {
+            if (run->j0)
+                *run->ek = _mm512_castsi512_si128(o[0]);
+            __m512i d = _mm512_maskz_loadu_epi8(run->gh.m0, run->in);
+            _mm512_mask_storeu_epi8(run->out, run->gh.m0, _mm512_xor_si512(o[0], d));
+        } else {
+            _mm512_storeu_si512(run->out + at, _mm512_xor_si512(o[q], _mm512_loadu_si512(run->in + at)));
+        }
+    }
+}
+
+/* Step r of the rounds: sealing writes group g at step 4g and hashes register j (reloaded)
+ * at step j + 1; opening hashes input register j at step j and writes group g after it
+ * hashed the group's input (step 4g + 3), so an in-place call hashes the ciphertext; the
+ * reduction at step 21. */
+INL void out_step(const int step, const struct out_run *run, const int sealing, __m128i *acc, __m512i *lo,
+                  __m512i *mi, __m512i *hi)
+{
+    if (sealing) {
+        if (step % 4 == 0 && step < 20)
+            out_group(step / 4, run);
+        if (step >= 1 && step <= 20)
+            gh_one(step - 1, &run->gh, lo, mi, hi);
+    } else {
+        if (step < 20)
+            gh_one(step, &run->gh, lo, mi, hi);
+        if (step % 4 == 3 && step < 20)
+            out_group(step / 4, run);
+    }
+    if (step == 21)
+        *acc = sls_env_gh512_reduce(*lo, *mi, *hi);
+}
+
+INL __m128i out_alone(const struct out_run *run, const int sealing, __m128i acc)
+{
+    __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;
+    for (int step = 0; step <= 21; step++)
+        out_step(step, run, sealing, &acc, &lo, &mi, &hi);
+    return acc;
+}
+
+#define INLINE static inline __attribute__((always_inline))
+#define SM4_OUT(i, j0, j1, j2, r) out_step(r, run, sealing, acc, lo, mi, hi);
+DEFINE_ROUNDS_UNROLL(rounds_five_out, 5,
+                     (const sls_env_sm4_gfni_key *key, __m512i *x, const struct out_run *run,
+                      const int sealing, __m128i *acc, __m512i *lo, __m512i *mi, __m512i *hi),
+                     SM4_OUT, "GCC unroll 8")
+#undef INLINE
+
 /* What a pass needs besides its counters. */
 struct msg {
     const sls_env_sm4_gfni_key *key;
@@ -187,6 +257,37 @@ INL struct gh_run run_at(const struct msg *s, uintptr_t base, size_t v, __m128i 
     return r;
 }
 
+/* The out_run of the 80 blocks from virtual block v. */
+INL struct out_run out_at(struct msg *s, const __m512i *raw, size_t v, __m128i acc, const int sealing)
+{
+    struct out_run r;
+    r.raw = raw;
+    r.in = (const uint8_t *)(s->vin + 16 * v);
+    r.out = (uint8_t *)(s->vout + 16 * v);
+    r.gh = run_at(s, sealing ? s->vout : s->vin, v, acc);
+    r.j0 = v == 0 && s->shift;
+    r.ek = &s->ek_j0;
+    return r;
+}
+
+/* A full pass of five groups whose own output is left in raw for the next, and which
+ * does the previous pass's (run, if any) in its rounds. */
+INL __m128i gcm_pass5_defer(struct msg *s, __m512i w0, __m512i w1, __m512i w2, __m512i *w3, __m128i acc,
+                            const int sealing, __m512i *raw, const struct out_run *run, const int side)
+{
+    __m512i x[20], lo = _mm512_setzero_si512(), mi = lo, hi = lo;
+    counter_groups(x, 5, w0, w1, w2, w3);
+    if (run)
+        rounds_five_out(s->key, x, run, sealing, &acc, &lo, &mi, &hi);
+    else if (side)
+        rounds_five_side(s->key, x, s->y);
+    else
+        rounds_five(s->key, x);
+    for (int i = 0; i < 20; i++)
+        raw[i] = x[i];
+    return acc;
+}
+
 /* The same run hashed on its own (the last full pass's ciphertext when sealing). */
 INL __m128i gh_run_alone(const struct gh_run *run)
 {
@@ -234,26 +335,18 @@ INL void gcm_msg(const void *cs, const void *gs, const uint8_t nonce[12], const 
      * more than five groups' worth remain, then one pass of one to five groups (a 1 KiB
      * message and J0, 65 blocks, in one pass). */
     size_t total = s.shift + nblocks, v = 0;
+    __m512i raw[20];
     for (; total - v > 16 * 5; v += 16 * 5) {
         if (v == 0) {
-            /* Sealing leaves the ciphertext to the next pass; opening hashes its own
-             * input here only when the side chain takes the rounds' slot. */
-            const int own = !sealing && side;
-            struct gh_run run = run_at(&s, s.vin, v, acc);
-            if (side)
-                acc = gcm_pass5_side(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0, own, &run);
-            else if (sealing)
-                acc = gcm_pass5(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0, 0, &run);
-            else
-                acc = gcm_pass5_gh(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0, 0, &run);
+            acc = gcm_pass5_defer(&s, w0, w1, w2, &w3, acc, sealing, raw, NULL, side);
         } else {
-            struct gh_run run = sealing ? run_at(&s, s.vout, v - 16 * 5, acc) : run_at(&s, s.vin, v, acc);
-            acc = gcm_pass5_gh(&s, w0, w1, w2, &w3, v, 16 * 5, acc, sealing, 0, 0, &run);
+            struct out_run run = out_at(&s, raw, v - 16 * 5, acc, sealing);
+            acc = gcm_pass5_defer(&s, w0, w1, w2, &w3, acc, sealing, raw, &run, 0);
         }
     }
-    if (sealing && v) {
-        struct gh_run run = run_at(&s, s.vout, v - 16 * 5, acc);
-        acc = gh_run_alone(&run);
+    if (v) {
+        struct out_run run = out_at(&s, raw, v - 16 * 5, acc, sealing);
+        acc = out_alone(&run, sealing, acc);
     }
     size_t nb = total - v;
     int first_side = side && v == 0; /* nb is then 64 or 80 */
