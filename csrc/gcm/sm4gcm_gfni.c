@@ -94,6 +94,9 @@ DEFINE_ROUNDS_UNROLL(rounds_five_gh, 5,
  * the rounds (raw), CTR-XORed from in to out (frame addresses of its first block) and
  * hashed (gh: the output when sealing, the input when opening).  j0: its first block is
  * J0, masked off in memory and kept in *ek. */
+#ifndef PG
+#define PG 4
+#endif
 struct out_run {
     const __m512i *raw;
     const uint8_t *in;
@@ -130,31 +133,31 @@ INL void out_step(const int step, const struct out_run *run, const int sealing, 
                   __m512i *mi, __m512i *hi)
 {
     if (sealing) {
-        if (step % 4 == 0 && step < 20)
+        if (step % 4 == 0 && step < 4 * PG)
             out_group(step / 4, run);
-        if (step >= 1 && step <= 20)
+        if (step >= 1 && step <= 4 * PG)
             gh_one(step - 1, &run->gh, lo, mi, hi);
     } else {
-        if (step < 20)
+        if (step < 4 * PG)
             gh_one(step, &run->gh, lo, mi, hi);
-        if (step % 4 == 3 && step < 20)
+        if (step % 4 == 3 && step < 4 * PG)
             out_group(step / 4, run);
     }
-    if (step == 21)
+    if (step == 4 * PG + 1)
         *acc = sls_env_gh512_reduce(*lo, *mi, *hi);
 }
 
 INL __m128i out_alone(const struct out_run *run, const int sealing, __m128i acc)
 {
     __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;
-    for (int step = 0; step <= 21; step++)
+    for (int step = 0; step <= 4 * PG + 1; step++)
         out_step(step, run, sealing, &acc, &lo, &mi, &hi);
     return acc;
 }
 
 #define INLINE static inline __attribute__((always_inline))
 #define SM4_OUT(i, j0, j1, j2, r) out_step(r, run, sealing, acc, lo, mi, hi);
-DEFINE_ROUNDS_UNROLL(rounds_five_out, 5,
+DEFINE_ROUNDS_UNROLL(rounds_pass_out, PG,
                      (const sls_env_sm4_gfni_key *key, __m512i *x, const struct out_run *run,
                       const int sealing, __m128i *acc, __m512i *lo, __m512i *mi, __m512i *hi),
                      SM4_OUT, "GCC unroll 8")
@@ -251,7 +254,7 @@ INL struct gh_run run_at(const struct msg *s, uintptr_t base, size_t v, __m128i 
     struct gh_run r;
     const int j0 = v == 0 && s->shift;
     r.p = (const uint8_t *)(base + 16 * v);
-    r.pw = s->g->pow[SLS_ENV_GHASH_POWERS - 80];
+    r.pw = s->g->pow[SLS_ENV_GHASH_POWERS - 16 * PG];
     r.m0 = j0 ? ~(__mmask64)0xffff : ~(__mmask64)0;
     r.first = j0 ? _mm512_maskz_broadcast_i32x4(0xf0, acc) : _mm512_zextsi128_si512(acc);
     return r;
@@ -275,15 +278,15 @@ INL struct out_run out_at(struct msg *s, const __m512i *raw, size_t v, __m128i a
 INL __m128i gcm_pass5_defer(struct msg *s, __m512i w0, __m512i w1, __m512i w2, __m512i *w3, __m128i acc,
                             const int sealing, __m512i *raw, const struct out_run *run, const int side)
 {
-    __m512i x[20], lo = _mm512_setzero_si512(), mi = lo, hi = lo;
-    counter_groups(x, 5, w0, w1, w2, w3);
+    __m512i x[4 * PG], lo = _mm512_setzero_si512(), mi = lo, hi = lo;
+    counter_groups(x, PG, w0, w1, w2, w3);
     if (run)
-        rounds_five_out(s->key, x, run, sealing, &acc, &lo, &mi, &hi);
+        rounds_pass_out(s->key, x, run, sealing, &acc, &lo, &mi, &hi);
     else if (side)
-        rounds_five_side(s->key, x, s->y);
+        PG == 5 ? rounds_five_side(s->key, x, s->y) : rounds_bulk_side(s->key, x, s->y);
     else
-        rounds_five(s->key, x);
-    for (int i = 0; i < 20; i++)
+        PG == 5 ? rounds_five(s->key, x) : rounds_bulk(s->key, x);
+    for (int i = 0; i < 4 * PG; i++)
         raw[i] = x[i];
     return acc;
 }
@@ -335,17 +338,17 @@ INL void gcm_msg(const void *cs, const void *gs, const uint8_t nonce[12], const 
      * more than five groups' worth remain, then one pass of one to five groups (a 1 KiB
      * message and J0, 65 blocks, in one pass). */
     size_t total = s.shift + nblocks, v = 0;
-    __m512i raw[20];
-    for (; total - v > 16 * 5; v += 16 * 5) {
+    __m512i raw[4 * PG];
+    for (; total - v > 16 * PG; v += 16 * PG) {
         if (v == 0) {
             acc = gcm_pass5_defer(&s, w0, w1, w2, &w3, acc, sealing, raw, NULL, side);
         } else {
-            struct out_run run = out_at(&s, raw, v - 16 * 5, acc, sealing);
+            struct out_run run = out_at(&s, raw, v - 16 * PG, acc, sealing);
             acc = gcm_pass5_defer(&s, w0, w1, w2, &w3, acc, sealing, raw, &run, 0);
         }
     }
     if (v) {
-        struct out_run run = out_at(&s, raw, v - 16 * 5, acc, sealing);
+        struct out_run run = out_at(&s, raw, v - 16 * PG, acc, sealing);
         acc = out_alone(&run, sealing, acc);
     }
     size_t nb = total - v;
