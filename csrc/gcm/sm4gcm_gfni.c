@@ -339,7 +339,7 @@ INL void gcm_msg(const void *cs, const void *gs, const uint8_t nonce[12], const 
      * message and J0, 65 blocks, in one pass). */
     size_t total = s.shift + nblocks, v = 0;
     __m512i raw[4 * PG];
-    for (; total - v > 16 * PG; v += 16 * PG) {
+    for (; total - v > 16 * 5; v += 16 * PG) {
         if (v == 0) {
             acc = gcm_pass5_defer(&s, w0, w1, w2, &w3, acc, sealing, raw, NULL, side);
         } else {
