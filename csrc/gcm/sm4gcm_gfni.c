@@ -2,13 +2,20 @@
  * SM4-GCM (RFC 8998 over NIST SP 800-38D) with GFNI and VPCLMULQDQ on zmm registers,
  * a whole message per call.
  *
- * The keystream comes in passes of up to five groups of 16 blocks (the SM4 rounds of
- * sm4_x86_gfni.h), and each pass's ciphertext is hashed from the registers it was
- * computed in, under one reduction per pass (H^84..H^1 of ghash_x86_vpclmul.h).  The
- * SM4 rounds keep both vector ports busy, so the GHASH is not interleaved with them
- * (it would only queue behind them); what this file saves over gcm.c composing the
- * cipher and the GHASH is the separate passes over memory, the copies through a
- * buffer for a short message, three of four reductions per 64 blocks, and the calls.
+ * The keystream comes in passes of groups of 16 blocks (the SM4 rounds of
+ * sm4_x86_gfni.h).  While more than 80 blocks remain, a pass of four groups only runs
+ * the rounds and keeps their result; the output of those 64 blocks (the transposes, the
+ * XOR with the input, the stores) and their GHASH, under one reduction, are done inside
+ * the next pass's rounds, a group and a register at a time (out_step).  The rounds keep
+ * both vector ports busy, but the out-of-order core takes the extra work in among them
+ * better than as a burst after them: on an Intel Xeon of family 6 model 167 (Sapphire
+ * Rapids class), where the GFNI ops and VPROLD go to port 0 and the CLMULs, shuffles and
+ * transposes to port 5, this took 7-9% less time per message at 4 KiB - 1 MiB than
+ * hashing each pass's ciphertext from registers after its rounds (docs/BENCHMARKS.md).
+ * The last pass (1-80 blocks) outputs and hashes its own blocks after its rounds, with
+ * the lengths block.  What this file saves over gcm.c composing the cipher and the
+ * GHASH is, besides, the separate passes over memory, the copies through a buffer for
+ * a short message, most reductions, and the calls.
  *
  * E(K, J0) rides in the first pass.  Counter blocks J0 = nonce || 1, then nonce || 2...
  * for the message, are numbered 0, 1, 2...: "virtual" block v covers bytes
@@ -38,25 +45,17 @@ static inline __mmask64 range_mask(size_t at, size_t lo, size_t hi)
     return a >= b ? 0 : sls_env_byte_mask64(b) & ~sls_env_byte_mask64(a);
 }
 
-/* A run of 80 blocks (five groups) hashed inside a pass's rounds: its first register
- * (bytes of its first 64 in m0: the J0 lane is masked off) at p, the powers H^80..H^1,
- * and the state before it in lane `first` of its first block. */
+/* A run of 64 blocks (GROUPS groups) hashed inside a pass's rounds: its first register
+ * at p (the bytes of it in m0: a J0 lane is masked off), the powers H^64..H^1 at pw, and
+ * the state before it in the lane of its first message block (first). */
 struct gh_run {
     const uint8_t *p, *pw;
     __mmask64 m0;
     __m512i first;
 };
 
-/* Products of the run spread over the rounds: step r (after round r of every group)
- * multiplies register r of the run for r < 20 and reduces at step 20.  The empty asm
- * keeps each running sum opaque, as in aesgcm_vaes512.c's gh_step. */
-#define GH_REGS 20
-#ifndef GH_FIRST
-#define GH_FIRST 4
-#endif
-#ifndef GH_PER
-#define GH_PER 1
-#endif
+/* Register i of the run into the unreduced sums (the first with the state).  The empty
+ * asm keeps each running sum opaque, as in aesgcm_vaes512.c's gh_step. */
 INL void gh_one(const int i, const struct gh_run *run, __m512i *lo, __m512i *mi, __m512i *hi)
 {
     const __m512i bswap = _mm512_broadcast_i32x4(SLS_ENV_GHASH_BSWAP_EPI8);
@@ -70,33 +69,10 @@ INL void gh_one(const int i, const struct gh_run *run, __m512i *lo, __m512i *mi,
     __asm__("" : "+v"(*lo), "+v"(*mi), "+v"(*hi));
 }
 
-INL void gh_step(const int step, const struct gh_run *run, __m128i *acc, __m512i *lo, __m512i *mi,
-                 __m512i *hi)
-{
-    const int j = step - GH_FIRST;
-    if (j >= 0 && j < GH_REGS / GH_PER) {
-        for (int i = 0; i < GH_PER; i++)
-            gh_one(GH_PER * j + i, run, lo, mi, hi);
-    } else if (j == GH_REGS / GH_PER) {
-        *acc = sls_env_gh512_reduce(*lo, *mi, *hi);
-    }
-}
-
-#define INLINE static inline __attribute__((always_inline))
-#define SM4_GH(i, j0, j1, j2, r) gh_step(r, run, acc, lo, mi, hi);
-DEFINE_ROUNDS_UNROLL(rounds_five_gh, 5,
-                     (const sls_env_sm4_gfni_key *key, __m512i *x, const struct gh_run *run, __m128i *acc,
-                      __m512i *lo, __m512i *mi, __m512i *hi),
-                     SM4_GH, "GCC unroll 8")
-#undef INLINE
-
-/* The output of a pass done in the next pass's rounds: its 20 state registers after
- * the rounds (raw), CTR-XORed from in to out (frame addresses of its first block) and
- * hashed (gh: the output when sealing, the input when opening).  j0: its first block is
- * J0, masked off in memory and kept in *ek. */
-#ifndef PG
-#define PG 4
-#endif
+/* The output of a pass done in the next pass's rounds: its 16 state registers after
+ * the rounds (raw), XORed from in to out (frame addresses of its first block) and hashed
+ * (gh: the output when sealing, the input when opening).  j0: its first block is J0,
+ * masked off in memory and kept in *ek. */
 struct out_run {
     const __m512i *raw;
     const uint8_t *in;
@@ -125,39 +101,48 @@ INL void out_group(const int g, const struct out_run *run)
     }
 }
 
-/* Step r of the rounds: sealing writes group g at step 4g and hashes register j (reloaded)
- * at step j + 1; opening hashes input register j at step j and writes group g after it
- * hashed the group's input (step 4g + 3), so an in-place call hashes the ciphertext; the
- * reduction at step 21. */
+/* The work after round r of the next pass's rounds: sealing writes group g after round
+ * 4g and hashes register j after round j + 1 (reloaded from the output, in L1);
+ * opening hashes input register j after round j and writes group g after round 4g + 3,
+ * when its input is hashed, so that an in-place call hashes the ciphertext; the
+ * reduction after round 17.  One product per round rather than two: two after each of
+ * rounds 0-9 took 2-3% more time (one per round beat hashing after the rounds by 2-6%,
+ * deferring the output too by a further 1-4%; the same with the round-16 rotation a
+ * VPSHUFB in rounds 22-31, when port 5 has nothing else, or with the output spread to a
+ * group every six rounds, did not gain; Sapphire Rapids class, c_ab.py). */
 INL void out_step(const int step, const struct out_run *run, const int sealing, __m128i *acc, __m512i *lo,
                   __m512i *mi, __m512i *hi)
 {
     if (sealing) {
-        if (step % 4 == 0 && step < 4 * PG)
+        if (step % 4 == 0 && step < 4 * GROUPS)
             out_group(step / 4, run);
-        if (step >= 1 && step <= 4 * PG)
+        if (step >= 1 && step <= 4 * GROUPS)
             gh_one(step - 1, &run->gh, lo, mi, hi);
     } else {
-        if (step < 4 * PG)
+        if (step < 4 * GROUPS)
             gh_one(step, &run->gh, lo, mi, hi);
-        if (step % 4 == 3 && step < 4 * PG)
+        if (step % 4 == 3 && step < 4 * GROUPS)
             out_group(step / 4, run);
     }
-    if (step == 4 * PG + 1)
+    if (step == 4 * GROUPS + 1)
         *acc = sls_env_gh512_reduce(*lo, *mi, *hi);
 }
 
+/* The same work outside any rounds (the output of the last deferred pass). */
 INL __m128i out_alone(const struct out_run *run, const int sealing, __m128i acc)
 {
     __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;
-    for (int step = 0; step <= 4 * PG + 1; step++)
+    for (int step = 0; step <= 4 * GROUPS + 1; step++)
         out_step(step, run, sealing, &acc, &lo, &mi, &hi);
     return acc;
 }
 
 #define INLINE static inline __attribute__((always_inline))
 #define SM4_OUT(i, j0, j1, j2, r) out_step(r, run, sealing, acc, lo, mi, hi);
-DEFINE_ROUNDS_UNROLL(rounds_pass_out, PG,
+/* GROUPS groups of rounds with out_step after each round, all 32 unrolled so each
+ * step's work is fixed at compile time (rolled, the branches cost more than the overlap
+ * gained: 1.02-1.04x the time). */
+DEFINE_ROUNDS_UNROLL(rounds_out, GROUPS,
                      (const sls_env_sm4_gfni_key *key, __m512i *x, const struct out_run *run,
                       const int sealing, __m128i *acc, __m512i *lo, __m512i *mi, __m512i *hi),
                      SM4_OUT, "GCC unroll 8")
@@ -177,34 +162,35 @@ struct msg {
 };
 
 /*
- * One pass over virtual blocks [v, v + nb) (16 (G - 1) < nb <= 16 G), counters from *w3
- * on: the keystream XORs into the message, and the ciphertext (the output when sealing,
+ * The last pass of a message, over virtual blocks [v, v + nb) (16 (G - 1) < nb <= 16 G),
+ * counters from *w3 on (the passes before it are deferred ones, below): the keystream
+ * XORs into the message, and the ciphertext (the output when sealing,
  * the input when opening) is hashed with acc under one reduction, followed by the
  * lengths block in the message's last pass.  With m blocks hashed, block i takes
  * H^(m - i).  Opening hashes each input register where it is loaded for the XOR, after
  * the rounds, as sealing hashes its output there: hashing the whole input first (so the
  * rounds would overlap it) loaded it twice and took 2.5-3% more time per message at
- * 1-64 KiB on an AMD EPYC Zen 4 (alternating builds, issue 19).  The hash state goes into the pass's first message block: lane 1 of the
+ * 1-64 KiB on an AMD EPYC Zen 4 (alternating builds, issue 19; the deferred passes do
+ * overlap it, a register per round).  The hash state goes into the pass's first message
+ * block: lane 1 of the
  * first register in the first pass (lane 0 is J0), or into the lengths block when the
  * message is empty.
  */
 #define DEFINE_GCM_PASS(NAME, ROUNDS_CALL, G)                                                      \
     INL __m128i NAME(struct msg *s, __m512i w0, __m512i w1, __m512i w2, __m512i *w3, size_t v,     \
-                     size_t nb, __m128i acc, const int sealing, const int last, const int own,     \
-                     const struct gh_run *run)                                                     \
+                     size_t nb, __m128i acc, const int sealing, const int last)                    \
     {                                                                                              \
         const size_t lo_byte = v ? 16 * v : 16 * s->shift;                                         \
         const size_t hi_byte = 16 * (v + nb) < s->end ? 16 * (v + nb) : s->end;                     \
         const int acc_in_lengths = v == 0 && s->empty;                                             \
         const uint8_t *pw = s->g->pow[SLS_ENV_GHASH_POWERS - nb - (size_t)last];                   \
         __m512i lo = _mm512_setzero_si512(), mi = lo, hi = lo;                                     \
-        __m512i x[4 * G], o[4];                                                                    \
-        (void)run;                                                                                 \
-        counter_groups(x, G, w0, w1, w2, w3);                                                      \
-        ROUNDS_CALL;                                                                               \
         __m512i first = acc_in_lengths ? _mm512_setzero_si512()                                    \
                         : v == 0 && s->shift ? _mm512_maskz_broadcast_i32x4(0xf0, acc)            \
                                        : _mm512_zextsi128_si512(acc);                              \
+        __m512i x[4 * G], o[4];                                                                    \
+        counter_groups(x, G, w0, w1, w2, w3);                                                      \
+        ROUNDS_CALL;                                                                               \
         for (int g = 0; g < G; g++) {                                                              \
             output_blocks(&x[4 * g], o);                                                           \
             if (v == 0 && g == 0 && s->shift)                                                      \
@@ -225,12 +211,9 @@ struct msg {
                     c = _mm512_maskz_mov_epi8(m, _mm512_xor_si512(o[q], d));                       \
                     _mm512_mask_storeu_epi8(dst, m, c);                                            \
                 }                                                                                  \
-                if (own)                                                                           \
-                    sls_env_gh512_absorb(sealing ? c : d, 16 * blocks, &pw, &first, &lo, &mi, &hi); \
+                sls_env_gh512_absorb(sealing ? c : d, 16 * blocks, &pw, &first, &lo, &mi, &hi);   \
             }                                                                                      \
         }                                                                                          \
-        if (!own)                                                                                  \
-            return acc;                                                                            \
         if (last) {                                                                                \
             __m128i l = acc_in_lengths ? _mm_xor_si128(s->lengths, acc) : s->lengths;              \
             sls_env_gh512_mul(_mm512_zextsi128_si512(l), _mm512_maskz_loadu_epi64(0x03, pw), &lo, &mi, &hi); \
@@ -245,22 +228,21 @@ DEFINE_GCM_PASS(gcm_pass4, rounds_bulk(s->key, x), GROUPS)
 DEFINE_GCM_PASS(gcm_pass5, rounds_five(s->key, x), 5)
 DEFINE_GCM_PASS(gcm_pass4_side, rounds_bulk_side(s->key, x, s->y), GROUPS)
 DEFINE_GCM_PASS(gcm_pass5_side, rounds_five_side(s->key, x, s->y), 5)
-DEFINE_GCM_PASS(gcm_pass5_gh, rounds_five_gh(s->key, x, run, &acc, &lo, &mi, &hi), 5)
 
-/* The run of 80 blocks from virtual block v of the frame at base (the J0 lane masked
+/* The run of 64 blocks from virtual block v of the frame at base (the J0 lane masked
  * off if v is 0 and J0 is virtual block 0), with the GHASH state acc. */
 INL struct gh_run run_at(const struct msg *s, uintptr_t base, size_t v, __m128i acc)
 {
     struct gh_run r;
     const int j0 = v == 0 && s->shift;
     r.p = (const uint8_t *)(base + 16 * v);
-    r.pw = s->g->pow[SLS_ENV_GHASH_POWERS - 16 * PG];
+    r.pw = s->g->pow[SLS_ENV_GHASH_POWERS - 16 * GROUPS];
     r.m0 = j0 ? ~(__mmask64)0xffff : ~(__mmask64)0;
     r.first = j0 ? _mm512_maskz_broadcast_i32x4(0xf0, acc) : _mm512_zextsi128_si512(acc);
     return r;
 }
 
-/* The out_run of the 80 blocks from virtual block v. */
+/* The out_run of the 64 blocks from virtual block v, whose state is in raw. */
 INL struct out_run out_at(struct msg *s, const __m512i *raw, size_t v, __m128i acc, const int sealing)
 {
     struct out_run r;
@@ -273,31 +255,22 @@ INL struct out_run out_at(struct msg *s, const __m512i *raw, size_t v, __m128i a
     return r;
 }
 
-/* A full pass of five groups whose own output is left in raw for the next, and which
- * does the previous pass's (run, if any) in its rounds. */
-INL __m128i gcm_pass5_defer(struct msg *s, __m512i w0, __m512i w1, __m512i w2, __m512i *w3, __m128i acc,
+/* A full pass of GROUPS groups whose state is left in raw for the next pass, doing the
+ * output of the previous one (run, if any: raw is read in its rounds, before it is
+ * written) in its rounds.  The first pass may carry the side chain instead. */
+INL __m128i gcm_pass_defer(struct msg *s, __m512i w0, __m512i w1, __m512i w2, __m512i *w3, __m128i acc,
                             const int sealing, __m512i *raw, const struct out_run *run, const int side)
 {
-    __m512i x[4 * PG], lo = _mm512_setzero_si512(), mi = lo, hi = lo;
-    counter_groups(x, PG, w0, w1, w2, w3);
+    __m512i x[4 * GROUPS], lo = _mm512_setzero_si512(), mi = lo, hi = lo;
+    counter_groups(x, GROUPS, w0, w1, w2, w3);
     if (run)
-        rounds_pass_out(s->key, x, run, sealing, &acc, &lo, &mi, &hi);
+        rounds_out(s->key, x, run, sealing, &acc, &lo, &mi, &hi);
     else if (side)
-        PG == 5 ? rounds_five_side(s->key, x, s->y) : rounds_bulk_side(s->key, x, s->y);
+        rounds_bulk_side(s->key, x, s->y);
     else
-        PG == 5 ? rounds_five(s->key, x) : rounds_bulk(s->key, x);
-    for (int i = 0; i < 4 * PG; i++)
+        rounds_bulk(s->key, x);
+    for (int i = 0; i < 4 * GROUPS; i++)
         raw[i] = x[i];
-    return acc;
-}
-
-/* The same run hashed on its own (the last full pass's ciphertext when sealing). */
-INL __m128i gh_run_alone(const struct gh_run *run)
-{
-    __m128i acc = _mm_setzero_si128();
-    __m512i lo, mi, hi;
-    for (int step = GH_FIRST; step <= GH_FIRST + GH_REGS / GH_PER; step++)
-        gh_step(step, run, &acc, &lo, &mi, &hi);
     return acc;
 }
 
@@ -333,38 +306,40 @@ INL void gcm_msg(const void *cs, const void *gs, const uint8_t nonce[12], const 
     __m512i w0, w1, w2, w3;
     ctr_words(ctr, &w0, &w1, &w2, &w3);
 
-    /* Full passes of five groups (80 blocks in flight, one reduction per 80 hashed
-     * blocks; 1-3% less time than passes of four at 16-256 KiB, c_ab.py, issue 19) while
-     * more than five groups' worth remain, then one pass of one to five groups (a 1 KiB
-     * message and J0, 65 blocks, in one pass). */
+    /* Deferred passes of four groups while more than five groups' worth remain, then one
+     * pass of one to five groups (a 1 KiB message and J0, 65 blocks, in one pass).  With
+     * the output deferred, four groups took 3-8% less time per message than five (five
+     * groups' state and the GHASH sums spill more; three took 1.06-1.11x the time); with
+     * the output after the rounds, five had been 1-3% faster than four (c_ab.py, issue
+     * 19).  The final pass of up to five groups keeps a 1 KiB message in one pass. */
     size_t total = s.shift + nblocks, v = 0;
-    __m512i raw[4 * PG];
-    for (; total - v > 16 * 5; v += 16 * PG) {
+    __m512i raw[4 * GROUPS];
+    for (; total - v > 16 * 5; v += 16 * GROUPS) {
         if (v == 0) {
-            acc = gcm_pass5_defer(&s, w0, w1, w2, &w3, acc, sealing, raw, NULL, side);
+            acc = gcm_pass_defer(&s, w0, w1, w2, &w3, acc, sealing, raw, NULL, side);
         } else {
-            struct out_run run = out_at(&s, raw, v - 16 * PG, acc, sealing);
-            acc = gcm_pass5_defer(&s, w0, w1, w2, &w3, acc, sealing, raw, &run, 0);
+            struct out_run run = out_at(&s, raw, v - 16 * GROUPS, acc, sealing);
+            acc = gcm_pass_defer(&s, w0, w1, w2, &w3, acc, sealing, raw, &run, 0);
         }
     }
     if (v) {
-        struct out_run run = out_at(&s, raw, v - 16 * PG, acc, sealing);
+        struct out_run run = out_at(&s, raw, v - 16 * GROUPS, acc, sealing);
         acc = out_alone(&run, sealing, acc);
     }
     size_t nb = total - v;
     int first_side = side && v == 0; /* nb is then 64 or 80 */
     switch ((nb + 15) / 16) {
     case 5:
-        acc = first_side ? gcm_pass5_side(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL)
-                         : gcm_pass5(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL);
+        acc = first_side ? gcm_pass5_side(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1)
+                         : gcm_pass5(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1);
         break;
     case 4:
-        acc = first_side ? gcm_pass4_side(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL)
-                         : gcm_pass4(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL);
+        acc = first_side ? gcm_pass4_side(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1)
+                         : gcm_pass4(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1);
         break;
-    case 3: acc = gcm_pass3(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL); break;
-    case 2: acc = gcm_pass2(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL); break;
-    default: acc = gcm_pass1(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1, 1, NULL); break;
+    case 3: acc = gcm_pass3(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1); break;
+    case 2: acc = gcm_pass2(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1); break;
+    default: acc = gcm_pass1(&s, w0, w1, w2, &w3, v, nb, acc, sealing, 1); break;
     }
     if (side) /* the side chain's output block is X35, X34, X33, X32, big-endian */
         s.ek_j0 = _mm_set_epi32((int)__builtin_bswap32(s.y[0]), (int)__builtin_bswap32(s.y[1]),
