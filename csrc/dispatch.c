@@ -274,7 +274,8 @@ static const sls_env_gcm_impl aesgcm_portable = {
 };
 
 /* SM4-GCM: the S-box through GFNI on zmm, a whole message per call with E(K, J0) in
- * its first pass and the GHASH of each pass from registers (csrc/gcm/sm4gcm_gfni.c);
+ * its first pass and the output and GHASH of each pass inside the next pass's rounds
+ * (csrc/gcm/sm4gcm_gfni.c);
  * then, for CPUs without AVX-512, the S-box through GFNI on ymm, through VAES's
  * AESENCLAST on ymm, through AESENCLAST on xmm halves, and portable, for all of which
  * gcm.c runs CTR then GHASH over 4 KiB chunks.  The ymm paths take the ymm GHASH:

@@ -10,7 +10,7 @@
  * both vector ports busy, but the out-of-order core takes the extra work in among them
  * better than as a burst after them: on an Intel Xeon of family 6 model 167 (Sapphire
  * Rapids class), where the GFNI ops and VPROLD go to port 0 and the CLMULs, shuffles and
- * transposes to port 5, this took 7-9% less time per message at 4 KiB - 1 MiB than
+ * transposes to port 5, this took 0.91-0.93x the time per message at 16 KiB - 1 MiB of
  * hashing each pass's ciphertext from registers after its rounds (docs/BENCHMARKS.md).
  * The last pass (1-80 blocks) outputs and hashes its own blocks after its rounds, with
  * the lengths block.  What this file saves over gcm.c composing the cipher and the
