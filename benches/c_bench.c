@@ -10,6 +10,10 @@
  * from 0 to 1 MiB with a 16-byte AAD; then the default AES-GCM implementation on one
  * thread and on two (each its own output buffer), for the scaling of the hardware
  * without the interpreter.
+ *
+ * SLS_C_BENCH_GHASH_FORM=0|1 in the environment forces vaes512's GHASH product form
+ * (schoolbook or Karatsuba, csrc/dispatch.c) for the keys made here, so that both can be
+ * timed on either CPU vendor; revisions without the choice ignore it (weak symbol).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +22,9 @@
 #include <time.h>
 
 #include "sls_env.h"
+#include "sls_env_testing.h"
+
+#pragma weak sls_env_testing_ghash_form
 
 static double now(void)
 {
@@ -102,6 +109,9 @@ static double time_threads(const struct job *j, int threads)
  * for each size, one per line. */
 static int cells(int argc, char **argv)
 {
+    const char *form = getenv("SLS_C_BENCH_GHASH_FORM");
+    if (form != NULL && sls_env_testing_ghash_form != NULL)
+        sls_env_testing_ghash_form(atoi(form));
     int alg = strncmp(argv[1], "aes", 3) == 0 ? SLS_ENV_AES_GCM : SLS_ENV_SM4_GCM;
     int open = strstr(argv[1], "-open") != NULL;
     uint8_t key[32] = {7};
