@@ -113,32 +113,26 @@ INL void next_blocks(const sls_env_aes_vaes_key *k, __m512i *c, uint32_t *n, __m
 INL void gh_step(const int step, const int kara, const __m512i *x, const uint8_t *p, const uint8_t *pk,
                  __m128i *acc, const struct consts *s, __m512i *lo, __m512i *mi, __m512i *hi)
 {
-    if (kara) {
-        if (step == 1)
-            sls_env_gh512_kmul0(_mm512_shuffle_epi8(x[1], s->bswap), _mm512_load_si512(p + 64),
-                                _mm512_load_si512(pk + 64), lo, mi, hi);
-        else if (step < NZ)
-            sls_env_gh512_kmul(_mm512_shuffle_epi8(x[step], s->bswap), _mm512_load_si512(p + 64 * step),
-                               _mm512_load_si512(pk + 64 * step), lo, mi, hi);
-        else if (step == NZ)
-            sls_env_gh512_kmul(_mm512_xor_si512(_mm512_shuffle_epi8(x[0], s->bswap), _mm512_zextsi128_si512(*acc)),
-                               _mm512_load_si512(p), _mm512_load_si512(pk), lo, mi, hi);
-        else if (step == NZ + 1)
-            *acc = sls_env_gh512_reduce(*lo, _mm512_ternarylogic_epi64(*mi, *lo, *hi, 0x96), *hi);
-    } else {
-        if (step == 1)
-            sls_env_gh512_mul0(_mm512_shuffle_epi8(x[1], s->bswap), _mm512_load_si512(p + 64), lo, mi, hi);
-        else if (step < NZ)
-            sls_env_gh512_mul(_mm512_shuffle_epi8(x[step], s->bswap), _mm512_load_si512(p + 64 * step), lo,
-                              mi, hi);
-        else if (step == NZ)
-            sls_env_gh512_mul(_mm512_xor_si512(_mm512_shuffle_epi8(x[0], s->bswap), _mm512_zextsi128_si512(*acc)),
-                              _mm512_load_si512(p), lo, mi, hi);
-        else if (step == NZ + 1)
-            *acc = sls_env_gh512_reduce(*lo, *mi, *hi);
+    if (step >= 1 && step <= NZ) {
+        /* Register e of x by its powers; x[0] (last) carries the running state. */
+        const int e = step == NZ ? 0 : step;
+        __m512i a = _mm512_shuffle_epi8(x[e], s->bswap);
+        if (e == 0)
+            a = _mm512_xor_si512(a, _mm512_zextsi128_si512(*acc));
+        const __m512i h = _mm512_load_si512(p + 64 * e);
+        if (kara && step == 1)
+            sls_env_gh512_kmul0(a, h, _mm512_load_si512(pk + 64 * e), lo, mi, hi);
+        else if (kara)
+            sls_env_gh512_kmul(a, h, _mm512_load_si512(pk + 64 * e), lo, mi, hi);
+        else if (step == 1)
+            sls_env_gh512_mul0(a, h, lo, mi, hi);
+        else
+            sls_env_gh512_mul(a, h, lo, mi, hi);
+        if (kara)
+            __asm__("" : "+v"(*lo), "+v"(*mi), "+v"(*hi));
+    } else if (step == NZ + 1) {
+        *acc = sls_env_gh512_reduce(*lo, kara ? _mm512_ternarylogic_epi64(*mi, *lo, *hi, 0x96) : *mi, *hi);
     }
-    if (kara && step <= NZ)
-        __asm__("" : "+v"(*lo), "+v"(*mi), "+v"(*hi));
 }
 
 /* CTR over 32 blocks (b: counters with round key 0 added) with the GHASH of x
