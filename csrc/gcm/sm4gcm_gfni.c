@@ -229,29 +229,21 @@ DEFINE_GCM_PASS(gcm_pass5, rounds_five(s->key, x), 5)
 DEFINE_GCM_PASS(gcm_pass4_side, rounds_bulk_side(s->key, x, s->y), GROUPS)
 DEFINE_GCM_PASS(gcm_pass5_side, rounds_five_side(s->key, x, s->y), 5)
 
-/* The run of 64 blocks from virtual block v of the frame at base (the J0 lane masked
- * off if v is 0 and J0 is virtual block 0), with the GHASH state acc. */
-INL struct gh_run run_at(const struct msg *s, uintptr_t base, size_t v, __m128i acc)
-{
-    struct gh_run r;
-    const int j0 = v == 0 && s->shift;
-    r.p = (const uint8_t *)(base + 16 * v);
-    r.pw = s->g->pow[SLS_ENV_GHASH_POWERS - 16 * GROUPS];
-    r.m0 = j0 ? ~(__mmask64)0xffff : ~(__mmask64)0;
-    r.first = j0 ? _mm512_maskz_broadcast_i32x4(0xf0, acc) : _mm512_zextsi128_si512(acc);
-    return r;
-}
-
-/* The out_run of the 64 blocks from virtual block v, whose state is in raw. */
+/* The out_run of the 64 blocks from virtual block v, whose state is in raw, with the
+ * GHASH state acc: hashed from the output when sealing, the input when opening, the J0
+ * lane masked off if v is 0 and J0 is virtual block 0. */
 INL struct out_run out_at(struct msg *s, const __m512i *raw, size_t v, __m128i acc, const int sealing)
 {
     struct out_run r;
     r.raw = raw;
     r.in = (const uint8_t *)(s->vin + 16 * v);
     r.out = (uint8_t *)(s->vout + 16 * v);
-    r.gh = run_at(s, sealing ? s->vout : s->vin, v, acc);
     r.j0 = v == 0 && s->shift;
     r.ek = &s->ek_j0;
+    r.gh.p = sealing ? r.out : r.in;
+    r.gh.pw = s->g->pow[SLS_ENV_GHASH_POWERS - 16 * GROUPS];
+    r.gh.m0 = r.j0 ? ~(__mmask64)0xffff : ~(__mmask64)0;
+    r.gh.first = r.j0 ? _mm512_maskz_broadcast_i32x4(0xf0, acc) : _mm512_zextsi128_si512(acc);
     return r;
 }
 
