@@ -221,6 +221,15 @@ static size_t key_len_for(int alg)
     return alg == SLS_ENV_AES_GCM ? aes_lens[rnd_below(3)] : 16;
 }
 
+/* A context of impl under a random key of alg's size. */
+static sls_env_aead *must_new_random(int alg, const char *impl)
+{
+    uint8_t key[32];
+    size_t klen = key_len_for(alg);
+    rnd_fill(key, klen);
+    return must_new(alg, key, klen, impl);
+}
+
 /* One message: impl against ref, with unaligned buffers, then in place, then a
  * tampered copy that must fail with the whole output zeroed. */
 static void one_message(sls_env_aead *ref, sls_env_aead *ctx, size_t len, size_t aad_len,
@@ -336,10 +345,7 @@ static void batch_api(int alg, const char *impl)
 {
     char what[96];
     snprintf(what, sizeof what, "%s %s batch", alg_name(alg), impl);
-    uint8_t key[32];
-    size_t klen = key_len_for(alg);
-    rnd_fill(key, klen);
-    sls_env_aead *ctx = must_new(alg, key, klen, impl);
+    sls_env_aead *ctx = must_new_random(alg, impl);
 
     for (int round = 0; round < 24; round++) {
         size_t n = 1 + rnd_below(12);
@@ -426,10 +432,7 @@ static void records_api(int alg, const char *impl)
 {
     char what[96];
     snprintf(what, sizeof what, "%s %s records", alg_name(alg), impl);
-    uint8_t key[32];
-    size_t klen = key_len_for(alg);
-    rnd_fill(key, klen);
-    sls_env_aead *ctx = must_new(alg, key, klen, impl);
+    sls_env_aead *ctx = must_new_random(alg, impl);
 
     for (int round = 0; round < 12; round++) {
         size_t header_len = 12 + rnd_below(40), nonce_offset = rnd_below(header_len - 12 + 1);
@@ -745,10 +748,7 @@ static void open_record_as_api(int alg, const char *impl)
 {
     char what[96];
     snprintf(what, sizeof what, "%s %s open_record_as", alg_name(alg), impl);
-    uint8_t key[32];
-    size_t klen = key_len_for(alg);
-    rnd_fill(key, klen);
-    sls_env_aead *ctx = must_new(alg, key, klen, impl);
+    sls_env_aead *ctx = must_new_random(alg, impl);
     for (int round = 0; round < 8; round++) {
         size_t header_len = round == 0 ? 99 : 12 + rnd_below(40);
         size_t nonce_offset = round == 0 ? 55 : rnd_below(header_len - 12 + 1), len = rnd_below(600);
