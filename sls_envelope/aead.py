@@ -7,7 +7,8 @@ defines for SM4-GCM).  The layer knows nothing of Logstores or KMSs.
 
 Speed notes (figures in docs/BENCHMARKS.md): ``bytes`` arguments go to C without a copy
 and without ``ffi.from_buffer``; results are written into a per-thread C scratch buffer
-and copied out once; batch calls cross into C once and cut their results with one cached
+and copied out once, or from ``cbuffers.FILL_FROM`` bytes on straight into the bytes
+object returned; batch calls cross into C once and cut their results with one cached
 ``struct.Struct`` (the packing is :mod:`sls_envelope.cbuffers`, shared with the batch
 format's records, :mod:`sls_envelope.records`), except batches of large messages
 (``cbuffers.EACH_FROM``), which go one C call per message.  Every C call releases the GIL.
@@ -20,7 +21,9 @@ import secrets
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._native import ffi, lib
-from .cbuffers import EACH_FROM, TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view
+from .cbuffers import (
+    EACH_FROM, FILL_FROM, TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view,
+)
 from .exceptions import InvalidTag
 
 __all__ = ["AESGCM", "SM4GCM", "available_implementations", "Buffer"]
@@ -207,6 +210,12 @@ class _GcmAead:
                 associated_data, aad_size = view(associated_data, "associated_data")
         else:
             aad_size = len(associated_data)
+        if FILL_FROM <= size <= MAX_MESSAGE:  # large: C writes the bytes returned (FILL_FROM)
+            out = bytes(size + 16)
+            rc = _encrypt(self._ctx, nonce, associated_data, aad_size, data, size, out)
+            if rc:
+                raise_for(rc)
+            return out
         try:
             # A NULL result (an error) makes unpack raise, so the common case pays no test.
             return _unpack(  # type: ignore[no-any-return]
@@ -234,6 +243,12 @@ class _GcmAead:
             aad_size = len(associated_data)
         if size < 16:
             raise InvalidTag()
+        if FILL_FROM <= size - 16 <= MAX_MESSAGE:  # as in encrypt(); zeroed by C on InvalidTag
+            out = bytes(size - 16)
+            rc = _decrypt(self._ctx, nonce, associated_data, aad_size, data, size, out)
+            if rc:
+                raise_for(rc)
+            return out
         try:
             return _unpack(  # type: ignore[no-any-return]
                 _decrypt_scratch(self._ctx, nonce, associated_data, aad_size, data, size), size - 16
@@ -308,6 +323,13 @@ class _GcmAead:
             ctx = self._ctx
             for nonce, message, aad_i in zip(nonces, messages, aads):
                 size = len(message)
+                if size >= FILL_FROM:
+                    sealed = bytes(size + TAG_SIZE)
+                    rc = _encrypt(ctx, nonce, aad_i, len(aad_i), message, size, sealed)
+                    if rc:
+                        raise_for(rc)
+                    out.append(sealed)
+                    continue
                 result = _encrypt_scratch(ctx, nonce, aad_i, len(aad_i), message, size)
                 if not result:
                     raise_for(_last_error())
@@ -338,13 +360,18 @@ class _GcmAead:
             ctx = self._ctx
             for index, (nonce, sealed, aad_i) in enumerate(zip(nonces, ciphertexts, aads)):
                 size = len(sealed)
-                result = _decrypt_scratch(ctx, nonce, aad_i, len(aad_i), sealed, size)
-                if not result:
-                    rc = _last_error()
+                if size - TAG_SIZE >= FILL_FROM:
+                    plain = bytes(size - TAG_SIZE)
+                    rc = _decrypt(ctx, nonce, aad_i, len(aad_i), sealed, size, plain)
+                else:
+                    result = _decrypt_scratch(ctx, nonce, aad_i, len(aad_i), sealed, size)
+                    rc = 0 if result else _last_error()
+                    plain = _unpack(result, size - TAG_SIZE) if result else b""
+                if rc:
                     if rc in (lib.SLS_ENV_ERR_AUTH, lib.SLS_ENV_ERR_SHORT):
                         raise InvalidTag(f"authentication failed for message {index}", index=index)
                     raise_for(rc)
-                out.append(_unpack(result, size - TAG_SIZE))
+                out.append(plain)
             return out
         nonce_blob, packed, aad = self._batch_args(nonces, ciphertexts, associated_data)
         if packed.sizes and min(packed.sizes) < TAG_SIZE:

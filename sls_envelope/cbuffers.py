@@ -4,14 +4,16 @@ pyca-style API) and :mod:`sls_envelope.records` (the batch format's records).
 A bytes-like argument becomes a C pointer without a copy (``bytes`` as is, anything
 else through ``ffi.from_buffer``); many arguments of one call are packed back to back
 with their lengths (:class:`Packed`); results are written into the calling thread's C
-scratch buffer and cut out of it with one cached ``struct.Struct`` (:func:`split`); C
-result codes become the library's exceptions (:func:`raise_for`).
+scratch buffer and cut out of it with one cached ``struct.Struct`` (:func:`split`), or,
+large ones, straight into the bytes object returned (:data:`FILL_FROM`); C result codes
+become the library's exceptions (:func:`raise_for`).
 """
 
 from __future__ import annotations
 
 import functools
 import struct
+import sys
 from typing import Any, List, NoReturn, Sequence, Tuple, Union
 
 from ._native import ffi, lib
@@ -32,6 +34,38 @@ EACH_FROM = 16384
 
 _from_buffer = ffi.from_buffer
 _BYTE_ARRAY = ffi.typeof("uint8_t[]")
+
+
+def _writes_reach_bytes() -> bool:
+    """Whether C writing through a ``bytes`` argument writes into that object: the tag of
+    GCM's first test case (AES-128, zero key and nonce, nothing to encrypt) written into
+    a new bytes object."""
+    ctx = ffi.new("sls_env_aead **")
+    if lib.sls_env_aead_new(ctx, lib.SLS_ENV_AES_GCM, bytes(16), 16, ffi.NULL) != lib.SLS_ENV_OK:
+        return False
+    try:
+        probe = bytes(16)
+        lib.sls_env_aead_encrypt(ctx[0], bytes(12), b"", 0, b"", 0, probe)
+        return probe == bytes.fromhex("58e2fccefa7e3061367f1d57a4e7455a")
+    finally:
+        lib.sls_env_aead_free(ctx[0])
+
+
+#: Results of at least this many bytes are written by C straight into the bytes object
+#: the call returns, ``bytes(n)`` passed as the output pointer, rather than into the
+#: thread's scratch buffer and then copied into a new bytes object by ``ffi.unpack``.
+#: The copy is a second pass over the result: on the Intel Xeon of docs/BENCHMARKS.md
+#: (family 6 model 167), AES-GCM sealing or opening in C and returning bytes took
+#: 0.94-0.98x the time at 1-8 KiB and 0.92x at 64 KiB, and AESGCM.decrypt 1 MiB 120 us instead
+#: of 169 us; at 512 bytes the zeroing of ``bytes(n)`` costs more than the copy saves
+#: (1.03x the time).  ``bytes(n)`` for n > 0 is a new object that nothing else
+#: references, so filling it before it is returned is what a C extension does with
+#: ``PyBytes_FromStringAndSize(NULL, n)`` (pyca/cryptography's AEADs do the same
+#: through PyO3's ``PyBytes::new_with``); cffi's warning never to let C modify a byte
+#: string is about strings others may share.  An interpreter whose cffi passed C a copy
+#: of a bytes argument fails the probe above, and every result then goes through the
+#: scratch buffer.
+FILL_FROM = 1024 if _writes_reach_bytes() else sys.maxsize
 
 _ERRORS = {
     lib.SLS_ENV_ERR_KEY_SIZE: "invalid key size",

@@ -27,8 +27,10 @@ from __future__ import annotations
 from typing import Any, List, Optional, Sequence, Union
 
 from ._native import ffi, lib
-from .aead import AESGCM, SM4GCM, context_of
-from .cbuffers import EACH_FROM, TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view
+from .aead import MAX_MESSAGE, AESGCM, SM4GCM, context_of
+from .cbuffers import (
+    EACH_FROM, FILL_FROM, TAG_SIZE, Buffer, Packed, raise_for, scratch, shifted, split, view,
+)
 from .exceptions import InvalidTag
 from .format import HEADER_LEN, NONCE_OFFSET
 
@@ -39,8 +41,10 @@ fork_generation = lib.sls_env_fork_generation
 
 # Bound once: a module global is cheaper to reach than an attribute of `lib` per call.
 _seal_record_scratch = lib.sls_env_seal_record_scratch
+_seal_records = lib.sls_env_seal_records
 _open_record = lib.sls_env_open_record
 _open_record_as = lib.sls_env_open_record_as
+_open_record_into = lib.sls_env_open_record_into
 _last_error = lib.sls_env_last_error
 _unpack = ffi.unpack
 _from_buffer = ffi.from_buffer
@@ -49,6 +53,15 @@ _ERR_FORKED = lib.SLS_ENV_ERR_FORKED
 _ERR_AUTH = lib.SLS_ENV_ERR_AUTH
 _ERR_HEADER = lib.SLS_ENV_ERR_HEADER
 _ERR_SHORT = lib.SLS_ENV_ERR_SHORT
+#: What a record adds to its message.
+_OVERHEAD = HEADER_LEN + TAG_SIZE
+#: Sealing writes a record straight into the bytes returned (see cbuffers.FILL_FROM)
+#: from this many message bytes on: through seal_records, which takes three more
+#: arguments than seal_record_scratch and cannot place the ciphertext on a 64-byte
+#: boundary, so the copy it saves pays only from larger records than FILL_FROM (Intel
+#: Xeon family 6 model 167, LogstoreCipher.encrypt, alternating: 1.03x the time at
+#: 1 KiB, 1.00x at 4 KiB, 0.98x at 8 KiB, 0.96x at 16 KiB, 0.94x at 64 KiB).
+SEAL_FILL_FROM = 8 * FILL_FROM
 
 
 class ProcessForked(Exception):
@@ -78,13 +91,21 @@ class RecordKey:
         """One record with nonce prefix || be64(counter).  Raises ProcessForked, sealing
         nothing, if the process forked after fork_gen was read."""
         data, size = (message, len(message)) if type(message) is bytes else view(message, "batch")
-        out = _seal_record_scratch(self._ctx, header, HEADER_LEN, NONCE_OFFSET, prefix, counter, data, size, fork_gen)
-        if not out:
+        if SEAL_FILL_FROM <= size <= MAX_MESSAGE:  # large: C writes the bytes returned
+            record = bytes(size + _OVERHEAD)
+            rc = _seal_records(self._ctx, header, HEADER_LEN, NONCE_OFFSET, prefix, counter, 1, data, ffi.NULL,
+                               size, record, fork_gen)
+            if not rc:
+                return record
+        else:
+            out = _seal_record_scratch(self._ctx, header, HEADER_LEN, NONCE_OFFSET, prefix, counter, data, size,
+                                       fork_gen)
+            if out:
+                return _unpack(out, size + _OVERHEAD)  # type: ignore[no-any-return]
             rc = _last_error()
-            if rc == _ERR_FORKED:
-                raise ProcessForked()
-            raise_for(rc)
-        return _unpack(out, HEADER_LEN + size + TAG_SIZE)  # type: ignore[no-any-return]
+        if rc == _ERR_FORKED:
+            raise ProcessForked()
+        raise_for(rc)
 
     def seal_many(
         self, header: bytes, prefix: bytes, counter0: int, messages: Sequence[Buffer], fork_gen: int
@@ -92,7 +113,7 @@ class RecordKey:
         """Records of messages, record i with nonce prefix || be64(counter0 + i), in one C
         call.  Raises ProcessForked, sealing nothing, as seal() does."""
         packed = Packed(messages, "messages")
-        sizes = shifted(packed, HEADER_LEN + TAG_SIZE)
+        sizes = shifted(packed, _OVERHEAD)
         buf = scratch(sum(sizes))
         rc = lib.sls_env_seal_records(
             self._ctx, header, HEADER_LEN, NONCE_OFFSET, prefix, counter0,
@@ -107,20 +128,33 @@ class RecordKey:
     def open(self, record: Buffer) -> bytes:
         """Verify and decrypt one record; raises InvalidTag on any mismatch."""
         data, size = (record, len(record)) if type(record) is bytes else view(record, "record")
+        if FILL_FROM <= size - _OVERHEAD <= MAX_MESSAGE:  # as in seal()
+            plain = bytes(size - _OVERHEAD)
+            rc = _open_record_into(self._ctx, ffi.NULL, data, size, HEADER_LEN, NONCE_OFFSET, plain)
+            if rc:
+                raise_for(rc)
+            return plain
         out = _open_record(self._ctx, data, size, HEADER_LEN, NONCE_OFFSET)
         if not out:
             raise_for(_last_error())
-        return _unpack(out, size - HEADER_LEN - TAG_SIZE)  # type: ignore[no-any-return]
+        return _unpack(out, size - _OVERHEAD)  # type: ignore[no-any-return]
 
     def open_as(self, header: bytes, record: bytes) -> Optional[bytes]:
         """Verify and decrypt a record whose header equals `header` (one the caller has
         checked) outside the nonce, compared in constant time in C.  None, having opened
         nothing, if it differs or the record is too short (the caller then runs its full
         checks, which name the error); InvalidTag if the tag fails."""
-        out = _open_record_as(self._ctx, header, record, len(record), HEADER_LEN, NONCE_OFFSET)
-        if out:
-            return _unpack(out, len(record) - HEADER_LEN - TAG_SIZE)  # type: ignore[no-any-return]
-        rc = _last_error()
+        size = len(record)
+        if FILL_FROM <= size - _OVERHEAD <= MAX_MESSAGE:  # as in seal()
+            plain = bytes(size - _OVERHEAD)
+            rc = _open_record_into(self._ctx, header, record, size, HEADER_LEN, NONCE_OFFSET, plain)
+            if not rc:
+                return plain
+        else:
+            out = _open_record_as(self._ctx, header, record, size, HEADER_LEN, NONCE_OFFSET)
+            if out:
+                return _unpack(out, size - _OVERHEAD)  # type: ignore[no-any-return]
+            rc = _last_error()
         if rc == _ERR_AUTH:
             raise InvalidTag()
         if rc in (_ERR_HEADER, _ERR_SHORT):
@@ -149,20 +183,17 @@ class RecordKey:
         goes record by record for the exact error); raises InvalidTag naming the first
         record that fails."""
         out: List[bytes] = []
-        ctx = self._ctx
+        open_as = self.open_as
         for index, record in enumerate(records):
             if record.__class__ is not bytes:
                 return None
-            size = len(record)
-            plain = _open_record_as(ctx, header, record, size, HEADER_LEN, NONCE_OFFSET)  # open_as, inlined
-            if not plain:
-                rc = _last_error()
-                if rc == _ERR_AUTH:
-                    raise InvalidTag(f"authentication failed for record {index}", index=index)
-                if rc in (_ERR_HEADER, _ERR_SHORT):
-                    return None
-                raise_for(rc)
-            out.append(_unpack(plain, size - HEADER_LEN - TAG_SIZE))
+            try:
+                plain = open_as(header, record)
+            except InvalidTag:
+                raise InvalidTag(f"authentication failed for record {index}", index=index) from None
+            if plain is None:
+                return None
+            out.append(plain)
         return out
 
     def open_many(self, header: bytes, records: Sequence[Buffer]) -> Optional[List[bytes]]:
@@ -171,8 +202,8 @@ class RecordKey:
         nothing, if one differs or is too short (the caller then goes record by record
         for the exact error); raises InvalidTag naming the first record that fails."""
         packed = Packed(records, "records")
-        sizes = shifted(packed, -HEADER_LEN - TAG_SIZE)
-        if packed.sizes and min(packed.sizes) < HEADER_LEN + TAG_SIZE:
+        sizes = shifted(packed, -_OVERHEAD)
+        if packed.sizes and min(packed.sizes) < _OVERHEAD:
             return None
         buf = scratch(sum(sizes))
         failed = ffi.new("size_t *")

@@ -205,15 +205,53 @@ def test_large_batches_go_one_call_each_with_the_packed_results(
         assert _outcome(case) == expected[-1]
     assert expected[0] == ("ok", messages)
     assert expected[1][0] is InvalidTag and expected[1][2] == 2
-    calls: list[int] = []
-    real = aead_module._decrypt_scratch
+    calls: list[str] = []
+    for name in ("_decrypt_scratch", "_decrypt"):  # into scratch, or into the result (FILL_FROM)
+        def counting(*args: Any, real: Any = getattr(aead_module, name), name: str = name) -> Any:
+            calls.append(name)
+            return real(*args)
 
-    def counting(*args: Any) -> Any:
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(aead_module, "_decrypt_scratch", counting)
+        monkeypatch.setattr(aead_module, name, counting)
     assert aead.decrypt_many(nonces, sealed, aads) == messages and len(calls) == 4  # one call each
+
+
+@pytest.mark.parametrize("cls", [AESGCM, SM4GCM])
+def test_large_results_are_filled_in_new_bytes(cls: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results of cbuffers.FILL_FROM bytes or more are written by C into the bytes object
+    returned: each call's result is a new object, later calls leave earlier results as
+    they were, a failed tag raises, and every result equals the scratch path's."""
+    from sls_envelope import aead as aead_module
+    from sls_envelope import cbuffers
+
+    assert cbuffers.FILL_FROM == 1024  # CPython: the probe found that writes reach the bytes
+    key = os.urandom(16)
+    aead = cls(key)
+    fill = cbuffers.FILL_FROM
+    sizes = [fill - 17, fill - 16, fill - 1, fill, fill + 1, fill + 17, 1 << 20]
+    messages = [os.urandom(n) for n in sizes]
+    nonces = [os.urandom(12) for _ in sizes]
+    sealed = [aead.encrypt(n, m, b"aad") for n, m in zip(nonces, messages)]
+    again = [aead.encrypt(n, m, b"aad") for n, m in zip(nonces, messages)]
+    opened = [aead.decrypt(n, c, b"aad") for n, c in zip(nonces, sealed)]
+    assert all(a is not b for a, b in zip(sealed, again)) and sealed == again
+    assert opened == messages and len({id(x) for x in opened}) == len(opened)
+    many = aead.encrypt_many(nonces[-3:], messages[-3:], b"aad")
+    assert many == sealed[-3:] and aead.decrypt_many(nonces[-3:], many, b"aad") == messages[-3:]
+    for i in (3, 6):
+        bad = bytearray(sealed[i])
+        bad[-1] ^= 1
+        with pytest.raises(InvalidTag):
+            aead.decrypt(nonces[i], bytes(bad), b"aad")
+        with pytest.raises(InvalidTag):
+            aead.decrypt(nonces[i], sealed[i], b"other")
+    monkeypatch.setattr(aead_module, "FILL_FROM", 1 << 62)  # every result through scratch
+    assert [aead.encrypt(n, m, b"aad") for n, m in zip(nonces, messages)] == sealed
+    assert [aead.decrypt(n, c, b"aad") for n, c in zip(nonces, sealed)] == messages
+    assert aead.decrypt_many(nonces[-3:], many, b"aad") == messages[-3:]
+    if cls is AESGCM:  # and OpenSSL's
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM as OpenSslAesGcm
+
+        assert sealed[-1] == OpenSslAesGcm(key).encrypt(nonces[-1], messages[-1], b"aad")
 
 
 def test_too_long_is_refused_in_c_before_reading() -> None:

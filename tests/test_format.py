@@ -444,6 +444,43 @@ def test_large_batches_are_sealed_and_opened_one_call_each(monkeypatch: pytest.M
     assert packed == []  # neither packed path ran
 
 
+@pytest.mark.parametrize("suite", SUITE_NAMES)
+def test_large_records_are_filled_in_place_as_the_scratch_path_fills_them(
+        suite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records are opened from cbuffers.FILL_FROM message bytes and sealed from
+    records.SEAL_FILL_FROM by C straight into the bytes returned (open_record_into,
+    seal_records); what comes out is what the scratch path gives, each way round, and
+    a bad tag or header fails the same."""
+    from sls_envelope import records
+
+    fill, seal_fill = records.FILL_FROM, records.SEAL_FILL_FROM
+    sizes = [fill - 1, fill, fill + 1, seal_fill - 1, seal_fill, seal_fill + 4096 + 7]
+    batches = [os.urandom(n) for n in sizes]
+    filled = codec(suite)
+    blobs = [filled.seal(b) for b in batches]
+    assert [codec(suite).open(b) for b in blobs] == batches  # open(), then open_as()
+    assert filled.open_many(blobs) == batches
+    monkeypatch.setattr(records, "FILL_FROM", 1 << 62)  # every record through scratch
+    monkeypatch.setattr(records, "SEAL_FILL_FROM", 1 << 62)
+    assert [codec(suite).open(b) for b in blobs] == batches
+    scratch = codec(suite)
+    scratch_blobs = [scratch.seal(b) for b in batches]
+    monkeypatch.setattr(records, "FILL_FROM", fill)
+    monkeypatch.setattr(records, "SEAL_FILL_FROM", seal_fill)
+    assert [codec(suite).open(b) for b in scratch_blobs] == batches
+    reader = codec(suite)
+    assert reader.open(blobs[0]) == batches[0]  # the session's header is now known
+    for blob in blobs[1:]:
+        bad_tag = blob[:-1] + bytes([blob[-1] ^ 1])
+        with pytest.raises(InvalidTag):
+            reader.open(bad_tag)
+        with pytest.raises(InvalidTag):
+            codec(suite).open(bad_tag)  # the first record of a session
+        with pytest.raises(SlsEnvelopeError):
+            reader.open(blob[:23] + bytes([blob[23] ^ 1]) + blob[24:])  # salt: another session
+        assert reader.open(blob) == batches[blobs.index(blob)]
+
+
 def test_large_batches_give_the_packed_paths_errors() -> None:
     c = codec()
     big = b"b" * EACH_FROM

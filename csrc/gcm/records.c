@@ -247,28 +247,31 @@ char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header
     return NULL;
 }
 
-/* One record opened into the thread's scratch: its length checked, then, when `expected`
- * is given, its header compared with that one outside the nonce (SLS_ENV_ERR_HEADER,
- * nothing opened), then the tag verified.  Both entry points below. */
+int sls_env_open_record_into(const sls_env_aead *ctx, const uint8_t *expected, const uint8_t *record,
+                             size_t record_len, size_t header_len, size_t nonce_offset, uint8_t *out)
+{
+    if (ctx == NULL || record == NULL || !format_layout_ok(header_len, nonce_offset))
+        return SLS_ENV_ERR_ARG;
+    if (record_len < header_len || record_len - header_len < SLS_ENV_TAG_LEN)
+        return SLS_ENV_ERR_SHORT;
+    if (expected != NULL && !format_header_matches(record, expected, header_len, nonce_offset))
+        return SLS_ENV_ERR_HEADER;
+    return sls_env_aead_decrypt(ctx, record + nonce_offset, record, header_len, record + header_len,
+                                record_len - header_len, out);
+}
+
+/* sls_env_open_record_into with the thread's scratch as out; both entry points below. */
 static char *open_record(const sls_env_aead *ctx, const uint8_t *expected, const uint8_t *record,
                          size_t record_len, size_t header_len, size_t nonce_offset)
 {
-    int rc = SLS_ENV_ERR_ARG;
-    if (ctx != NULL && record != NULL && format_layout_ok(header_len, nonce_offset)) {
-        if (record_len < header_len || record_len - header_len < SLS_ENV_TAG_LEN) {
-            rc = SLS_ENV_ERR_SHORT;
-        } else if (expected != NULL && !format_header_matches(record, expected, header_len, nonce_offset)) {
-            rc = SLS_ENV_ERR_HEADER;
-        } else {
-            size_t clen = record_len - header_len;
-            uint8_t *buf = sls_env_scratch(clen - SLS_ENV_TAG_LEN);
-            rc = buf == NULL ? SLS_ENV_ERR_NOMEM
-                             : sls_env_aead_decrypt(ctx, record + nonce_offset, record, header_len,
-                                                    record + header_len, clen, buf);
-            if (rc == SLS_ENV_OK)
-                return (char *)buf;
-        }
-    }
+    size_t plain = record_len >= header_len && record_len - header_len >= SLS_ENV_TAG_LEN
+                       ? record_len - header_len - SLS_ENV_TAG_LEN
+                       : 0;
+    uint8_t *buf = sls_env_scratch(plain);
+    int rc = buf == NULL ? SLS_ENV_ERR_NOMEM
+                         : sls_env_open_record_into(ctx, expected, record, record_len, header_len, nonce_offset, buf);
+    if (rc == SLS_ENV_OK)
+        return (char *)buf;
     sls_env_set_last_error(rc);
     return NULL;
 }

@@ -164,6 +164,12 @@ char *sls_env_seal_record_scratch(const sls_env_aead *ctx, const uint8_t *header
 char *sls_env_open_record_as(const sls_env_aead *ctx, const uint8_t *expected,
                              const uint8_t *record, size_t record_len, size_t header_len,
                              size_t nonce_offset);
+/* The same into out (record_len - header_len - 16 bytes, the caller's), for results
+ * too large to copy out of the scratch buffer cheaply; expected may be NULL (no header
+ * comparison, as sls_env_open_record).  Returns the code; out is zeroed on
+ * SLS_ENV_ERR_AUTH and untouched on the other errors. */
+int sls_env_open_record_into(const sls_env_aead *ctx, const uint8_t *expected, const uint8_t *record,
+                             size_t record_len, size_t header_len, size_t nonce_offset, uint8_t *out);
 
 /* How many times this process's line of ancestors has forked since the library was
  * loaded: a counter bumped in the child by a pthread_atfork handler, so it sees every

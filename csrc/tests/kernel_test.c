@@ -763,6 +763,30 @@ static void open_record_as_api(int alg, const char *impl)
         memcpy(expected, header, header_len); /* the template's nonce is not the record's */
         const char *pt = sls_env_open_record_as(ctx, expected, rec, rlen, header_len, nonce_offset);
         CHECK(pt != NULL && memcmp(pt, m, len) == 0, "%s: round %d", what, round);
+        /* open_record_into: the same into the caller's buffer, with the template or none;
+         * a refused header or short record leaves it as it was, a failed tag zeroes it. */
+        uint8_t *into = xmalloc(len + 1);
+        for (int with = 0; with < 2; with++) {
+            memset(into, 0xa5, len + 1);
+            CHECK(sls_env_open_record_into(ctx, with ? expected : NULL, rec, rlen, header_len, nonce_offset,
+                                           into) == SLS_ENV_OK && memcmp(into, m, len) == 0 && into[len] == 0xa5,
+                  "%s: open_record_into (template %d)", what, with);
+        }
+        memset(into, 0xa5, len + 1);
+        expected[0] ^= nonce_offset == 0 ? 0 : 1;
+        CHECK(nonce_offset == 0 ||
+                  (sls_env_open_record_into(ctx, expected, rec, rlen, header_len, nonce_offset, into) ==
+                       SLS_ENV_ERR_HEADER && into[0] == 0xa5),
+              "%s: open_record_into, template changed", what);
+        expected[0] = header[0];
+        CHECK(sls_env_open_record_into(ctx, expected, rec, header_len + 15, header_len, nonce_offset, into) ==
+                  SLS_ENV_ERR_SHORT && into[0] == 0xa5, "%s: open_record_into, short record", what);
+        rec[rlen - 1] ^= 1;
+        CHECK(sls_env_open_record_into(ctx, expected, rec, rlen, header_len, nonce_offset, into) ==
+                  SLS_ENV_ERR_AUTH && all_zero(into, len) && into[len] == 0xa5,
+              "%s: open_record_into, bad tag", what);
+        rec[rlen - 1] ^= 1;
+        free(into);
         for (size_t h = 0; h < header_len; h++) {
             if (h >= nonce_offset && h < nonce_offset + 12)
                 continue;
