@@ -23,6 +23,16 @@ static int sm4_gfni_supported(void)
 /* tau for sls_env_sm4_expand_key, which calls it through a pointer. */
 TGT static uint32_t key_tau(uint32_t a) { return sls_env_sm4_tau_word(a); }
 
+/* A GF(2) linear map (GFNI qword encoding) on each byte of a word. */
+TGT static uint32_t bytes_map(uint32_t w, long long matrix)
+{
+    __m128i v = _mm_gf2p8affine_epi64_epi8(_mm_cvtsi32_si128((int)w), _mm_set1_epi64x(matrix), 0);
+    return (uint32_t)_mm_cvtsi128_si32(v);
+}
+
+/* Byte j (big-endian) of w in all four bytes of a dword. */
+static uint32_t spread_byte(uint32_t w, int j) { return ((w >> (24 - 8 * j)) & 0xffu) * 0x01010101u; }
+
 TGT static int sm4_gfni_init(void *state, const uint8_t *key, size_t key_len)
 {
     sls_env_sm4_gfni_key *st = state;
@@ -39,6 +49,21 @@ TGT static int sm4_gfni_init(void *state, const uint8_t *key, size_t key_len)
         st->fold[i] = m[i] ^ m[i + 4];
     for (int j = 0; j < 4; j++)
         st->unmask[j] = m[32 + j];
+    /* The same for the byte-sliced rounds (sm4gcm_gfni.c), in M1's coordinates, the
+     * S-box's input constant 0x3E in the round key and its output constant (through L)
+     * in the fold. */
+    m[0] = m[1] = m[2] = 0;
+    for (int i = 0; i < 32; i++)
+        m[i + 3] = bytes_map(st->rk[i], SBOX_M1) ^ 0x3e3e3e3eu ^ m[i + 1] ^ m[i + 2];
+    m[35] = 0;
+    const uint32_t d = bytes_map(sls_env_sm4_l(0xd3d3d3d3u), SBOX_M1);
+    for (int i = 0; i < 32; i++)
+        for (int j = 0; j < 4; j++)
+            st->bfold[i][j] = spread_byte(m[i] ^ m[i + 4] ^ d, j);
+    for (int j = 0; j < 4; j++)
+        st->benter[j] = spread_byte(m[3], j);
+    for (int w = 0; w < 4; w++)
+        sls_env_store_be32(st->bunmask + 4 * w, bytes_map(m[35 - w], SBOX_M1_INV));
     sls_env_wipe(m, sizeof m);
     return SLS_ENV_OK;
 }

@@ -15,6 +15,9 @@
 #define SBOX_C1 0x3e
 #define SBOX_M2 0xf3ab34a974a6b589ll
 #define SBOX_C2 0xd3
+/* M1^-1, the inverse of SBOX_M1's linear map (for the byte-sliced rounds of
+ * sm4gcm_gfni.c, which keep their state multiplied by M1). */
+#define SBOX_M1_INV 0xb3a4f5863284728bll
 
 /* tau on one word: the two instructions on an xmm register, so no table is indexed by
  * secret bytes (the key schedules, and the zmm path's one-block side chain).  Inlined
