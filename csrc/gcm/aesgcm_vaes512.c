@@ -167,7 +167,10 @@ INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, cons
  * the stop) the ones past the end of a 1 KiB buffer 1.04-1.06x.  Sealing gained nothing
  * (0.994-1.019x at 1 MiB 4 KiB ahead; the input alone 2 KiB and 8 KiB ahead 1.012x and
  * 1.016x), so it does not prefetch.  PREFETCHW (PRFCHW) is on every CPU with VAES and
- * AVX-512. */
+ * AVX-512.  With opening's GHASH one iteration behind (LAG_MIN_LEN), same CPU: no
+ * prefetch at all took 0.98x the time at 256-512 KiB but 1.07x at 2 MiB; starting at
+ * 1 MiB instead of 256 KiB won or lost 1-3% at 256-768 KiB with the machine's phase
+ * (six runs); 2 or 8 KiB ahead, or the input alone, 0.995-1.013x at 256 KiB - 1 MiB. */
 #define PF_AHEAD 4096
 #define PF_MIN_LEN ((size_t)256 << 10)
 
