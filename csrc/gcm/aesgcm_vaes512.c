@@ -9,10 +9,10 @@
  *
  * Sealing hashes the ciphertext of the previous iteration (still in registers) while
  * encrypting the next, so the two are independent; opening hashes the iteration's own
- * input.  The end of the message (the last 32 blocks in registers, fewer than 32
- * more, a partial block through byte masks, and the lengths block) is hashed under
- * one reduction.  E(K, J0) runs on xmm beside the first blocks and the AAD is hashed
- * before them, in the same call: for a 1 KiB message the separate steps of gcm.c
+ * input, or from 256 KiB on the previous iteration's (LAG_MIN_LEN).  The end of the
+ * message (the last 32 blocks in registers, fewer than 32 more, a partial block through
+ * byte masks, and the lengths block) is hashed under one reduction.  E(K, J0) runs on
+ * xmm beside the first blocks and the AAD is hashed before them, in the same call: for a 1 KiB message the separate steps of gcm.c
  * (four calls, three more reductions in the GHASH chain) cost about as much as a
  * third of the blocks.
  *
@@ -167,9 +167,23 @@ INL __m128i aes32_ghash32(const sls_env_aes_vaes_key *k, const unsigned nr, cons
  * the stop) the ones past the end of a 1 KiB buffer 1.04-1.06x.  Sealing gained nothing
  * (0.994-1.019x at 1 MiB 4 KiB ahead; the input alone 2 KiB and 8 KiB ahead 1.012x and
  * 1.016x), so it does not prefetch.  PREFETCHW (PRFCHW) is on every CPU with VAES and
- * AVX-512. */
+ * AVX-512.  With opening's GHASH one iteration behind (LAG_MIN_LEN), same CPU: no
+ * prefetch at all took 0.98x the time at 256-512 KiB but 1.07x at 2 MiB; starting at
+ * 1 MiB instead of 256 KiB won or lost 1-3% at 256-768 KiB with the machine's phase
+ * (six runs); 2 or 8 KiB ahead, or the input alone, 0.995-1.013x at 256 KiB - 1 MiB. */
 #define PF_AHEAD 4096
 #define PF_MIN_LEN ((size_t)256 << 10)
+
+/* Opening from this length on hashes each iteration's input in the next one, as sealing
+ * hashes its output (and as OpenSSL's aes-gcm-avx512 does for both directions, through
+ * a stack buffer): the blocks stay in registers from the final rounds that decrypt them,
+ * so no GHASH step of the next iteration waits for a load.  On the Intel Xeon (family 6
+ * model 167) of dispatch.c, alternating builds of 15-21 rounds: 0.980-0.986x the time at
+ * 1 MiB, 0.986-0.993x at 256 KiB.  Below 256 KiB the extra first iteration (its blocks
+ * decrypted with nothing to hash beside them) and the 32 more blocks hashed at the end
+ * do not pay: with the lag from 8 KiB, 1 KiB took 1.11x (from 1 KiB) and 64 KiB
+ * 1.008-1.011x, so shorter messages hash each iteration's own input. */
+#define LAG_MIN_LEN ((size_t)256 << 10)
 
 /* The loop's prefetches while at least this much is left, given the message length. */
 INL size_t pf_until(size_t len)
@@ -317,23 +331,53 @@ INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
     size_t left = len;
     uint32_t n = 2;
     const size_t pf = pf_until(len);
-    /* Opening hashes its own input, so hashing and decryption of one iteration are
-     * independent and need no lag. */
-    while (left >= 64 * NZ) {
-        __m512i b[NZ], v[NZ];
-        prefetch_ahead(in, out, left, pf);
+    __m512i x[NZ];
+    if (len < LAG_MIN_LEN) {
+        /* Each iteration hashes its own input (independent of its AES rounds). */
+        while (left >= 64 * NZ) {
+            __m512i b[NZ];
+            for (int j = 0; j < NZ; j++)
+                x[j] = _mm512_loadu_si512(in + 64 * j);
+            next_blocks(k, &c, &n, b, &s);
+            acc = aes32_ghash32(k, nr, kara, b, in, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
+                                KARA(SLS_ENV_GHASH_KARA - 4 * NZ), acc, &s);
+            for (int j = 0; j < NZ; j++)
+                _mm512_storeu_si512(out + 64 * j, b[j]);
+            in += 64 * NZ;
+            out += 64 * NZ;
+            left -= 64 * NZ;
+        }
+        acc = finish(k, g, nr, c, acc, x, 0, in, out, left, lengths_block(aad_len, len), 0, &s);
+    } else {
+        /* As sealing: each iteration hashes the previous one's input, kept in registers
+         * from its final rounds, so no GHASH step waits for a load. */
+        next_blocks(k, &c, &n, x, &s);
         for (int j = 0; j < NZ; j++)
-            v[j] = _mm512_loadu_si512(in + 64 * j);
-        next_blocks(k, &c, &n, b, &s);
-        acc = aes32_ghash32(k, nr, kara, b, in, v, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
-                            KARA(SLS_ENV_GHASH_KARA - 4 * NZ), acc, &s);
-        for (int j = 0; j < NZ; j++)
-            _mm512_storeu_si512(out + 64 * j, b[j]);
+            enc1(k, nr, &x[j]);
+        for (int j = 0; j < NZ; j++) {
+            const __m512i v = _mm512_loadu_si512(in + 64 * j);
+            _mm512_storeu_si512(out + 64 * j, _mm512_xor_si512(x[j], v));
+            x[j] = v;
+        }
         in += 64 * NZ;
         out += 64 * NZ;
         left -= 64 * NZ;
+        while (left >= 64 * NZ) {
+            __m512i b[NZ];
+            prefetch_ahead(in, out, left, pf);
+            next_blocks(k, &c, &n, b, &s);
+            acc = aes32_ghash32(k, nr, kara, b, in, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
+                                KARA(SLS_ENV_GHASH_KARA - 4 * NZ), acc, &s);
+            for (int j = 0; j < NZ; j++)
+                x[j] = _mm512_loadu_si512(in + 64 * j);
+            for (int j = 0; j < NZ; j++)
+                _mm512_storeu_si512(out + 64 * j, b[j]);
+            in += 64 * NZ;
+            out += 64 * NZ;
+            left -= 64 * NZ;
+        }
+        acc = finish(k, g, nr, c, acc, x, NZ, in, out, left, lengths_block(aad_len, len), 0, &s);
     }
-    acc = finish(k, g, nr, c, acc, NULL, 0, in, out, left, lengths_block(aad_len, len), 0, &s);
     store_tag(tag, acc, ek_j0);
 }
 
