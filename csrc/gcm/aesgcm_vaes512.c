@@ -12,9 +12,9 @@
  * input, or from 256 KiB on the previous iteration's (LAG_MIN_LEN).  The end of the
  * message (the last 32 blocks in registers, fewer than 32 more, a partial block through
  * byte masks, and the lengths block) is hashed under one reduction.  E(K, J0) runs on
- * xmm beside the first blocks and the AAD is hashed before them, in the same call: for a 1 KiB message the separate steps of gcm.c
- * (four calls, three more reductions in the GHASH chain) cost about as much as a
- * third of the blocks.
+ * xmm beside the first blocks and the AAD is hashed before them, in the same call: for
+ * a 1 KiB message the separate steps of gcm.c (four calls, three more reductions in the
+ * GHASH chain) cost about as much as a third of the blocks.
  *
  * Uses the key layouts of aes_x86_vaes.h and ghash_x86_vpclmul.h; the parts' probes
  * (dispatch.c checks both) cover every instruction set used here.
