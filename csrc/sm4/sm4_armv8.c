@@ -6,8 +6,8 @@
  * SM4's S-box is AES's SubBytes between two bytewise affine maps,
  *     S(x) = Mo * Sub(Mi * x ^ ci) ^ co,
  * each map evaluated with two 16-entry TBL lookups (low and high nibble of every byte,
- * the constant folded into the high table).  The tables below are that header's IN_LO,
- * IN_HI, OUT_LO and OUT_HI byte for byte; the known-answer tests check all of it.
+ * the constant folded into the high table): the same tables (sm4_aes_affine.h); the
+ * known-answer tests check all of it.
  * AESE(x, k) is SubBytes(ShiftRows(x ^ k)) (Arm ARM, "AESE"), so two things differ
  * from AESENCLAST, which XORs its key after:
  *   - the round key goes into AESE's key operand: Mi is linear, so
@@ -39,6 +39,8 @@
 
 #include <arm_neon.h>
 
+#include "sm4/sm4_aes_affine.h"
+
 #define TARGET __attribute__((target("+crypto")))
 #define INLINE static inline __attribute__((always_inline))
 
@@ -47,16 +49,6 @@ struct sls_env_sm4_armv8_state {
 };
 
 static int sm4_armv8_supported(void) { return sls_env_cpu_has(SLS_ENV_CPU_ARM_AES); }
-
-/* The affine maps' nibble tables (sm4_x86_aesenclast.h). */
-static const uint8_t in_lo[16] = {0x00, 0x8c, 0x30, 0xbc, 0x85, 0x09, 0xb5, 0x39,
-                                  0x9f, 0x13, 0xaf, 0x23, 0x1a, 0x96, 0x2a, 0xa6};
-static const uint8_t in_hi[16] = {0x3e, 0xe2, 0x10, 0xcc, 0xfb, 0x27, 0xd5, 0x09,
-                                  0x36, 0xea, 0x18, 0xc4, 0xf3, 0x2f, 0xdd, 0x01};
-static const uint8_t out_lo[16] = {0x00, 0xb8, 0xca, 0x72, 0x3e, 0x86, 0xf4, 0x4c,
-                                   0x67, 0xdf, 0xad, 0x15, 0x59, 0xe1, 0x93, 0x2b};
-static const uint8_t out_hi[16] = {0x6c, 0x8c, 0x3c, 0xdc, 0xf1, 0x11, 0xa1, 0x41,
-                                   0xac, 0x4c, 0xfc, 0x1c, 0x31, 0xd1, 0x61, 0x81};
 
 /*
  * Byte permutations for TBL (result byte i = source byte idx[i]).  ShiftRows moves
@@ -81,10 +73,10 @@ struct consts {
 
 TARGET INLINE void consts_load(struct consts *c)
 {
-    c->in_lo = vld1q_u8(in_lo);
-    c->in_hi = vld1q_u8(in_hi);
-    c->out_lo = vld1q_u8(out_lo);
-    c->out_hi = vld1q_u8(out_hi);
+    c->in_lo = vld1q_u8(sls_env_sm4_aes_in_lo);
+    c->in_hi = vld1q_u8(sls_env_sm4_aes_in_hi);
+    c->out_lo = vld1q_u8(sls_env_sm4_aes_out_lo);
+    c->out_hi = vld1q_u8(sls_env_sm4_aes_out_hi);
     c->nib = vdupq_n_u8(0x0f);
     c->inv = vld1q_u8(perm_inv);
     c->rot16inv = vld1q_u8(perm_rot16inv);
@@ -164,7 +156,7 @@ TARGET static int sm4_armv8_init(void *state, const uint8_t *key, size_t key_len
     uint32_t rk[32];
     sls_env_sm4_expand_key(key, rk, tau);
     /* Mi * rk = (Mi * rk ^ ci) ^ ci, the first the input map's tables give. */
-    const uint8x16_t ci = vdupq_n_u8(in_hi[0]);
+    const uint8x16_t ci = vdupq_n_u8(sls_env_sm4_aes_in_hi[0]);
     for (int i = 0; i < 32; i++)
         s->kk[i] = veorq_u8(affine(vreinterpretq_u8_u32(vdupq_n_u32(rk[i])), c.in_lo, c.in_hi,
                                    c.nib),

@@ -16,8 +16,9 @@
  * whose ShiftRows is undone by permuting the input bytes with the inverse ShiftRows
  * first.  The nibble tables are constants held in registers and indexed inside the
  * register by VPSHUFB, so no memory access depends on data: constant time.  The
- * table values were derived by composing the maps and checked against all 256 S-box
- * entries (and again by the known-answer tests).
+ * table values (sm4_aes_affine.h, shared with the ARMv8 path) were derived by composing
+ * the maps and checked against all 256 S-box entries (and again by the known-answer
+ * tests).
  *
  * The including file defines TGT (its target attribute, which must enable AES-NI,
  * SSSE3 and AVX2) and INLINE; it gets the tables, sbox_word for the key schedule,
@@ -28,20 +29,14 @@
 
 #include <immintrin.h>
 
-/* Nibble tables of the affine maps around AESENCLAST (see above). */
+#include "sm4/sm4_aes_affine.h"
+
+/* Nibble tables of the affine maps around AESENCLAST (see above; sm4_aes_affine.h). */
 #define TAB(...) _mm_setr_epi8(__VA_ARGS__)
-#define IN_LO                                                                              \
-    TAB(0x00, (char)0x8c, 0x30, (char)0xbc, (char)0x85, 0x09, (char)0xb5, 0x39, (char)0x9f, \
-        0x13, (char)0xaf, 0x23, 0x1a, (char)0x96, 0x2a, (char)0xa6)
-#define IN_HI                                                                              \
-    TAB(0x3e, (char)0xe2, 0x10, (char)0xcc, (char)0xfb, 0x27, (char)0xd5, 0x09, 0x36,       \
-        (char)0xea, 0x18, (char)0xc4, (char)0xf3, 0x2f, (char)0xdd, 0x01)
-#define OUT_LO                                                                             \
-    TAB(0x00, (char)0xb8, (char)0xca, 0x72, 0x3e, (char)0x86, (char)0xf4, 0x4c, 0x67,       \
-        (char)0xdf, (char)0xad, 0x15, 0x59, (char)0xe1, (char)0x93, 0x2b)
-#define OUT_HI                                                                             \
-    TAB(0x6c, (char)0x8c, 0x3c, (char)0xdc, (char)0xf1, 0x11, (char)0xa1, 0x41, (char)0xac, \
-        0x4c, (char)0xfc, 0x1c, 0x31, (char)0xd1, 0x61, (char)0x81)
+#define IN_LO _mm_load_si128((const __m128i *)(const void *)sls_env_sm4_aes_in_lo)
+#define IN_HI _mm_load_si128((const __m128i *)(const void *)sls_env_sm4_aes_in_hi)
+#define OUT_LO _mm_load_si128((const __m128i *)(const void *)sls_env_sm4_aes_out_lo)
+#define OUT_HI _mm_load_si128((const __m128i *)(const void *)sls_env_sm4_aes_out_hi)
 /* Inverse ShiftRows: AESENCLAST's ShiftRows then puts every byte back in place. */
 #define INV_SHIFTROWS TAB(0, 13, 10, 7, 4, 1, 14, 11, 8, 5, 2, 15, 12, 9, 6, 3)
 
