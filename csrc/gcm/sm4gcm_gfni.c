@@ -2,21 +2,23 @@
  * SM4-GCM (RFC 8998 over NIST SP 800-38D) with GFNI and VPCLMULQDQ on zmm registers,
  * a whole message per call.
  *
- * The keystream comes in passes of 64 blocks in byte-sliced form (bs_round below) or,
- * for the last pass, groups of 16 blocks (the SM4 rounds of sm4_x86_gfni.h).  While
- * more than 80 blocks remain, a pass of 64 blocks only runs the rounds and keeps their
- * result; the output of those 64 blocks (the transposes, the
- * XOR with the input, the stores) and their GHASH, under one reduction, are done inside
- * the next pass's rounds, a group and a register at a time (out_step).  The rounds keep
- * both vector ports busy, but the out-of-order core takes the extra work in among them
- * better than as a burst after them: on an Intel Xeon of family 6 model 167 (Sapphire
- * Rapids class), where the GFNI ops and VPROLD go to port 0 and the CLMULs, shuffles and
- * transposes to port 5, this took (with the word-sliced rounds) 0.91-0.93x the time per message at 16 KiB - 1 MiB of
- * hashing each pass's ciphertext from registers after its rounds (docs/BENCHMARKS.md).
- * The last pass (1-80 blocks) outputs and hashes its own blocks after its rounds, with
- * the lengths block.  What this file saves over gcm.c composing the cipher and the
- * GHASH is, besides, the separate passes over memory, the copies through a buffer for
- * a short message, most reductions, and the calls.
+ * The keystream comes in passes of 64 blocks in byte-sliced form (bs_round below) while
+ * 64 whole blocks of the message remain, and for a message of exactly 64 blocks; then one
+ * last pass of the 0-80 blocks left, in groups of 16 (the word-sliced SM4 rounds of
+ * sm4_x86_gfni.h; a message of up to 80 blocks other than 64 is that pass alone).  A
+ * 64-block pass only runs the rounds and keeps their result; the output of those blocks
+ * (the transposes, the XOR with the input, the stores) and their GHASH, under one
+ * reduction, are done inside the next pass's rounds, a group and a register at a time
+ * (out_step).  The rounds keep both vector ports busy, but the out-of-order core takes
+ * the extra work in among them better than as a burst after them: on an Intel Xeon of
+ * family 6 model 167 (Sapphire Rapids class), where the GFNI ops and VPROLD go to port 0
+ * and the CLMULs, shuffles and transposes to port 5, this took (with the word-sliced
+ * rounds) 0.91-0.93x the time per message at 16 KiB - 1 MiB of hashing each pass's
+ * ciphertext from registers after its rounds (docs/BENCHMARKS.md).  The last pass
+ * outputs and hashes its own blocks after its rounds, with the lengths block.  What this
+ * file saves over gcm.c composing the cipher and the GHASH is, besides, the separate
+ * passes over memory, the copies through a buffer for a short message, most reductions,
+ * and the calls.
  *
  * E(K, J0) rides in the first pass.  Counter blocks J0 = nonce || 1, then nonce || 2...
  * for the message, are numbered 0, 1, 2...: "virtual" block v covers bytes

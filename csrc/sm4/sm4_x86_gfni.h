@@ -169,10 +169,7 @@ TGT INLINE __m512i round1(__m512i a, __m512i *s, __m512i b, __m512i fold, const 
 #define SM4_NO_SIDE(i, j0, j1, j2, r)
 #define SM4_SIDE(i, j0, j1, j2, r) y[i] = side_round(y[i], y[j0], y[j1], y[j2], rk[r]);
 
-#define DEFINE_ROUNDS_WITH(NAME, G, PARAMS, SIDE) DEFINE_ROUNDS_UNROLL(NAME, G, PARAMS, SIDE, "GCC unroll 1")
-/* UNROLL: the pragma for the loop over groups of four rounds ("GCC unroll 8" unrolls
- * all 32, so that a SIDE of per-round work can depend on the round at compile time). */
-#define DEFINE_ROUNDS_UNROLL(NAME, G, PARAMS, SIDE, UNROLL)                               \
+#define DEFINE_ROUNDS_WITH(NAME, G, PARAMS, SIDE)                                         \
     TGT INLINE void NAME PARAMS                                                           \
     {                                                                                     \
         const struct consts k = make_consts();                                            \
@@ -184,7 +181,7 @@ TGT INLINE __m512i round1(__m512i a, __m512i *s, __m512i b, __m512i fold, const 
             x[4 * g + 3] = _mm512_xor_si512(x[4 * g + 3], k3);                            \
             s[g] = xor3(x[4 * g + 1], x[4 * g + 2], x[4 * g + 3]);                        \
         }                                                                                 \
-        _Pragma(UNROLL) for (int r = 0; r < 32; r += 4) {                                 \
+        _Pragma("GCC unroll 1") for (int r = 0; r < 32; r += 4) {                         \
             __m512i f0 = _mm512_set1_epi32((int)fold[r]);                                 \
             for (int g = 0; g < G; g++)                                                   \
                 x[4 * g + 0] = round1(x[4 * g + 0], &s[g], x[4 * g + 1], f0, &k);         \
