@@ -443,8 +443,10 @@ INL void gcm_msg(const void *cs, const void *gs, const uint8_t nonce[12], const 
     struct msg s;
     const size_t nblocks = (len + 15) / 16;
     /* J0 takes a lane of the first pass unless the message fills whole groups, where it
-     * would cost a group of its own: a 1 KiB message and J0 would be five groups, four
-     * with the side chain (measured ~10% less time per 1 KiB message).  Below four
+     * would cost a group of its own: a message of 64 blocks and J0 would be five groups,
+     * four with the side chain (measured ~10% less time per 1 KiB message; 1 KiB itself
+     * is now one byte-sliced pass, which carries the side chain the same way, and
+     * 1009-1023 bytes are the four groups).  Below four
      * groups the passes are latency-bound and the side chain, a longer chain, would
      * add to them. */
     const int side = nblocks >= 16 * GROUPS && nblocks % 16 == 0;
