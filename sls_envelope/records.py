@@ -115,7 +115,7 @@ class RecordKey:
         packed = Packed(messages, "messages")
         sizes = shifted(packed, _OVERHEAD)
         buf = scratch(sum(sizes))
-        rc = lib.sls_env_seal_records(
+        rc = _seal_records(
             self._ctx, header, HEADER_LEN, NONCE_OFFSET, prefix, counter0,
             len(sizes), packed.blob, packed.lens, packed.each, buf, fork_gen,
         )
