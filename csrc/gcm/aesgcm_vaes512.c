@@ -275,6 +275,46 @@ INL void store_tag(uint8_t tag[16], __m128i acc, __m128i ek_j0)
     _mm_storeu_si128((__m128i *)tag, _mm_xor_si128(_mm_shuffle_epi8(acc, SLS_ENV_GHASH_BSWAP_EPI8), ek_j0));
 }
 
+/* The iterations of 32 blocks in which each hashes the previous one's ciphertext, kept
+ * in registers from the final rounds that made or decrypted it (sealing: its output;
+ * opening, from LAG_MIN_LEN: its input, loaded before the stores so that an in-place call
+ * hashes the ciphertext), so no GHASH step waits for a load; the first has nothing
+ * before it to hash.  Needs *left >= 64 NZ; moves in, out and left on and leaves the
+ * last iteration's ciphertext in x for finish.  Opening prefetches (pf_until). */
+INL __m128i lagged_iterations(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key *g,
+                              const unsigned nr, const int kara, const struct consts *s, __m512i *c, const uint8_t **in, uint8_t **out,
+                              size_t *left, const size_t pf, __m512i x[NZ], __m128i acc, const int sealing)
+{
+    uint32_t n = 2;
+    next_blocks(k, c, &n, x, s);
+    for (int j = 0; j < NZ; j++)
+        enc1(k, nr, &x[j]);
+    for (int j = 0; j < NZ; j++) {
+        const __m512i v = _mm512_loadu_si512(*in + 64 * j);
+        _mm512_storeu_si512(*out + 64 * j, _mm512_xor_si512(x[j], v));
+        x[j] = sealing ? _mm512_xor_si512(x[j], v) : v;
+    }
+    *in += 64 * NZ;
+    *out += 64 * NZ;
+    *left -= 64 * NZ;
+    while (*left >= 64 * NZ) {
+        __m512i b[NZ];
+        if (!sealing)
+            prefetch_ahead(*in, *out, *left, pf);
+        next_blocks(k, c, &n, b, s);
+        acc = aes32_ghash32(k, nr, kara, b, *in, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
+                            KARA(SLS_ENV_GHASH_KARA - 4 * NZ), acc, s);
+        for (int j = 0; j < NZ; j++)
+            x[j] = sealing ? b[j] : _mm512_loadu_si512(*in + 64 * j);
+        for (int j = 0; j < NZ; j++)
+            _mm512_storeu_si512(*out + 64 * j, b[j]);
+        *in += 64 * NZ;
+        *out += 64 * NZ;
+        *left -= 64 * NZ;
+    }
+    return acc;
+}
+
 INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key *g, const unsigned nr, const int kara,
                  const uint8_t nonce[12], const uint8_t *aad, size_t aad_len, const uint8_t *in,
                  uint8_t *out, size_t len, uint8_t tag[16])
@@ -288,32 +328,7 @@ INL void seal_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
     if (left < 64 * NZ) {
         acc = finish(k, g, nr, c, acc, x, 0, in, out, left, lengths_block(aad_len, len), 1, &s);
     } else {
-        /* The first 32 blocks have nothing before them to hash; each later iteration
-         * hashes the previous one's ciphertext, still in registers. */
-        uint32_t n = 2;
-        next_blocks(k, &c, &n, x, &s);
-        for (int j = 0; j < NZ; j++)
-            enc1(k, nr, &x[j]);
-        for (int j = 0; j < NZ; j++) {
-            x[j] = _mm512_xor_si512(x[j], _mm512_loadu_si512(in + 64 * j));
-            _mm512_storeu_si512(out + 64 * j, x[j]);
-        }
-        in += 64 * NZ;
-        out += 64 * NZ;
-        left -= 64 * NZ;
-        while (left >= 64 * NZ) {
-            __m512i b[NZ];
-            next_blocks(k, &c, &n, b, &s);
-            acc = aes32_ghash32(k, nr, kara, b, in, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
-                                KARA(SLS_ENV_GHASH_KARA - 4 * NZ), acc, &s);
-            for (int j = 0; j < NZ; j++) {
-                x[j] = b[j];
-                _mm512_storeu_si512(out + 64 * j, x[j]);
-            }
-            in += 64 * NZ;
-            out += 64 * NZ;
-            left -= 64 * NZ;
-        }
+        acc = lagged_iterations(k, g, nr, kara, &s, &c, &in, &out, &left, 0, x, acc, 1);
         /* The last 32 ciphertext blocks, up to 511 more bytes and the lengths. */
         acc = finish(k, g, nr, c, acc, x, NZ, in, out, left, lengths_block(aad_len, len), 1, &s);
     }
@@ -349,33 +364,8 @@ INL void open_nr(const sls_env_aes_vaes_key *k, const sls_env_ghash_vpclmul_key 
         }
         acc = finish(k, g, nr, c, acc, x, 0, in, out, left, lengths_block(aad_len, len), 0, &s);
     } else {
-        /* As sealing: each iteration hashes the previous one's input, kept in registers
-         * from its final rounds, so no GHASH step waits for a load. */
-        next_blocks(k, &c, &n, x, &s);
-        for (int j = 0; j < NZ; j++)
-            enc1(k, nr, &x[j]);
-        for (int j = 0; j < NZ; j++) {
-            const __m512i v = _mm512_loadu_si512(in + 64 * j);
-            _mm512_storeu_si512(out + 64 * j, _mm512_xor_si512(x[j], v));
-            x[j] = v;
-        }
-        in += 64 * NZ;
-        out += 64 * NZ;
-        left -= 64 * NZ;
-        while (left >= 64 * NZ) {
-            __m512i b[NZ];
-            prefetch_ahead(in, out, left, pf);
-            next_blocks(k, &c, &n, b, &s);
-            acc = aes32_ghash32(k, nr, kara, b, in, x, POW(SLS_ENV_GHASH_POWERS - 4 * NZ),
-                                KARA(SLS_ENV_GHASH_KARA - 4 * NZ), acc, &s);
-            for (int j = 0; j < NZ; j++)
-                x[j] = _mm512_loadu_si512(in + 64 * j);
-            for (int j = 0; j < NZ; j++)
-                _mm512_storeu_si512(out + 64 * j, b[j]);
-            in += 64 * NZ;
-            out += 64 * NZ;
-            left -= 64 * NZ;
-        }
+        /* As sealing: each iteration hashes the previous one's input. */
+        acc = lagged_iterations(k, g, nr, kara, &s, &c, &in, &out, &left, pf, x, acc, 0);
         acc = finish(k, g, nr, c, acc, x, NZ, in, out, left, lengths_block(aad_len, len), 0, &s);
     }
     store_tag(tag, acc, ek_j0);
